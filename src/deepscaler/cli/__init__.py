@@ -1,0 +1,52 @@
+"""The `deepscaler` command: a thin shell over the library, one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Subcommand name -> module under deepscaler.cli exposing add_arguments(parser) and run(args) -> int.
+# Modules are imported lazily so `deepscaler grade` does not pay for importing torch.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "grade": ("grade", "score responses against gold answers with the math verifier"),
+    "demo": ("demo", "the main job on its embedded default"),
+}
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, object | None]:
+    parser = argparse.ArgumentParser(prog="deepscaler", description=__doc__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = argv[0] if argv else None
+    module = None
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(f"deepscaler.cli.{module_name}")
+            module.add_arguments(sub_parser)
+    return parser, module
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, module = build_parser(argv)
+    args = parser.parse_args(argv)
+    if module is None:
+        parser.print_help()
+        return 0 if not argv else 2
+    try:
+        return int(module.run(args) or 0)
+    except UsageError as error:
+        print(f"deepscaler {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
