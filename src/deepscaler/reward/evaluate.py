@@ -178,7 +178,7 @@ class SympyBackend:
             return self._power(radicand, 1 / degree)
         if tag == "fact":
             n = self.evaluate(node[1])
-            if not n.is_Integer or n > MAX_FACTORIAL:
+            if n.is_Number and (not n.is_Integer or n > MAX_FACTORIAL):
                 raise TooBig("factorial too large")
             return sp.factorial(n)
         if tag == "binom":

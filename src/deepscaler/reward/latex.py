@@ -27,17 +27,18 @@ _TOKEN = re.compile(
     r"(?P<num>(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+(?![\d.]))?)"
     r"|(?P<cmd>\\[a-zA-Z]+|\\.)"
     r"|(?P<letter>[a-zA-Z])"
-    r"|(?P<op>[-+*/^_()\[\]{},;=<>!|'&%])"
+    r"|(?P<op>[-+*/^_()\[\]{},;:=<>!|'&%])"
     r"|(?P<space>\s+)"
 )
 _GREEK = set(
     "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi rho sigma "
-    "tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Sigma Upsilon Phi Psi Omega".split()
+    "tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Sigma Upsilon Phi Psi Omega hbar ell".split()
 )
 FUNCTIONS = set(
     "sin cos tan cot sec csc arcsin arccos arctan sinh cosh tanh log ln exp lg max min gcd lcm det".split()
 )
 _RELATIONS = {"=": "=", "<": "<", ">": ">", "\\leq": "<=", "\\geq": ">=", "\\neq": "!=", "\\approx": "="}
+_ACCENTS = {"\\dot", "\\ddot", "\\hat", "\\bar", "\\vec", "\\tilde"}
 _MATRIX_ENVS = {"pmatrix", "bmatrix", "Bmatrix", "matrix", "smallmatrix", "array"}
 _CLOSERS = {"(": ")", "[": "]"}
 MAX_LIST_ITEMS = 200
@@ -150,10 +151,10 @@ class _Parser:
     def term(self) -> Node:
         node = self.power()
         while True:
-            if self.at("*", "\\cdot", "\\times", "/", "\\div"):
+            if self.at("*", "\\cdot", "\\times", "/", "\\div", ":"):
                 op = self.take()[1]
                 right = self.signed_power()
-                node = ("div", node, right) if op in ("/", "\\div") else ("mul", node, right)
+                node = ("mul", node, right) if op in ("*", "\\cdot", "\\times") else ("div", node, right)
             elif self._starts_implicit_factor():
                 node = ("mul", node, self.power())
             else:
@@ -169,8 +170,12 @@ class _Parser:
         kind, value = self.peek()
         if kind == "letter" or value == "(":
             return True
+        if kind == "num":  # "(n-2) 2^n" multiplies; "2 3" is two numbers, not a product
+            return self.pos > 0 and self.tokens[self.pos - 1][0] != "num"
         name = value[1:]
-        return kind == "cmd" and (name in FUNCTIONS or name in _GREEK or value in _IMPLICIT_FACTOR_COMMANDS)
+        return kind == "cmd" and (
+            name in FUNCTIONS or name in _GREEK or value in _IMPLICIT_FACTOR_COMMANDS or value in _ACCENTS
+        )
 
     def power(self) -> Node:
         node = self.postfix(self.atom())
@@ -237,6 +242,8 @@ class _Parser:
 
     def number(self, literal: str) -> Node:
         value = Fraction(literal)
+        while self.at("'"):  # 0.003'' (arcseconds), 5' (feet): a unit mark
+            self.take()
         if "." in literal and self.at("\\overline"):  # 0.1\overline{6}: a repeating tail
             self.take()
             digits = self.raw_digits()
@@ -267,6 +274,8 @@ class _Parser:
 
     def symbol(self, letter: str) -> Node:
         name = letter
+        if letter in _ACCENTS:  # \dot{x} is a variable of its own, named "dot(x)"
+            name = f"{letter[1:]}({self.raw_script()})"
         if self.at("_"):
             self.take()
             name += "_" + self.raw_script()
@@ -302,8 +311,8 @@ class _Parser:
         name = value[1:]
         if value in _ATOM_COMMANDS:
             return _ATOM_COMMANDS[value](self)
-        if name in _GREEK:
-            return ("sym", name)
+        if name in _GREEK or value in _ACCENTS:
+            return self.symbol(value if value in _ACCENTS else name)
         if name in FUNCTIONS:
             return self.function(name)
         raise ParseError(f"unsupported command {value}")

@@ -23,10 +23,16 @@ _NOISE = re.compile(r"\\(?:displaystyle|textstyle|scriptstyle|limits|nolimits)(?
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree(?![a-zA-Z])|\^\{\\text\{o\}\}")
 _FRAC_VARIANTS = re.compile(r"\\[dtc]frac(?![a-zA-Z])")
 _TEXT_COMMANDS = re.compile(
-    r"\\(?:text|textbf|textit|textrm|texttt|mbox|mathrm|mathbf|mathit|mathsf|mathtt|operatorname|boldsymbol|bm)"
+    r"\\(?:text|textbf|textit|textrm|texttt|textnormal|mbox|mathrm|mathbf|mathit|mathsf|mathtt|operatorname|boldsymbol|bm)"
     r"\s*\{"
 )
-_HEDGE_WORDS = re.compile(r"\\text\{\s*(?:or|and)\s*\}|(?<![a-zA-Z])(?:or|and)(?![a-zA-Z])")
+_HEDGE_WORDS = re.compile(r"\\text\{\s*,?\s*(?:or|and)\s*\}|(?<![a-zA-Z\\])(?:or|and)(?![a-zA-Z])")
+_REPEATED_COMMAS = re.compile(r",(?:\s*,)+")
+# `29,\!322` and `1{,}000` are thousands separators wherever they stand.
+_INNER_THOUSANDS = re.compile(r"(?<=\d)(?:,\\!|\{,\})(?=\d{3})")
+_PRIMES = re.compile(r"\^\{?((?:\s*\\prime)+)\s*\}?")
+_PHANTOM = re.compile(r"\\phantom\s*(?:\{[^{}]*\}|\\?.)")
+_LEADING_RELATION = re.compile(r"^(?:\\approx|=)\s*")
 _UNICODE = {
     "−": "-", "–": "-", "×": "\\times ", "·": "\\cdot ", "÷": "\\div ", "≤": "\\leq ", "≥": "\\geq ",
     "≠": "\\neq ", "π": "\\pi ", "∞": "\\infty ", "√": "\\sqrt ", "∪": "\\cup ", "∈": "\\in ",
@@ -46,7 +52,7 @@ _UNIT_WORDS = (
     "km|m|cm|mm|nm|mi|miles?|ft|feet|foot|inch|inches|in|yards?|yd|meters?|metres?|centimeters?|kilometers?|"
     "kg|g|mg|grams?|kilograms?|lbs?|pounds?|ounces?|oz|tons?|s|sec|seconds?|min|minutes?|h|hr|hours?|days?|"
     "weeks?|months?|years?|L|mL|liters?|litres?|gallons?|cups?|dollars?|cents?|euros?|units?|square|sq|cubic|"
-    "degrees?|radians?|rad|mph|kph|km/h|m/s|J|N|W|V|A|K|Pa|Hz|eV|mol|people|students|times|ways|pages|"
+    "sq\\.|degrees?|radians?|rad|mph|kph|km/h|m/s|J|N|W|V|A|K|Pa|Hz|eV|mol|people|students|times|ways|pages|"
     "apples|marbles|cookies|points|percent"
 )
 _BARE_UNIT_WORDS = "|".join(word for word in _UNIT_WORDS.split("|") if len(word.rstrip("?")) > 2)
@@ -109,6 +115,9 @@ def normalize(answer: str) -> str:
     for char, replacement in _UNICODE.items():
         text = text.replace(char, replacement)
     text = _strip_delimiters(text)
+    text = _INNER_THOUSANDS.sub("", text)
+    text = _PHANTOM.sub("", text)
+    text = _PRIMES.sub(lambda m: "'" * m.group(1).count("\\prime"), text)
     text = _SPACING.sub(lambda m: m.group(1) or " ", text)
     text = _SIZING.sub("", text)
     text = _NOISE.sub("", text)
@@ -117,10 +126,12 @@ def normalize(answer: str) -> str:
     text = _ALIAS_PATTERN.sub(lambda m: _ALIASES.get(m.group(0), m.group(0)), text)
     text = text.replace("\\$", "").replace("$", "").replace("\\%", "%")
     text = _HEDGE_WORDS.sub(",", text)
+    text = _REPEATED_COMMAS.sub(",", text)
+    text = _LEADING_RELATION.sub("", text)
     for _ in range(3):  # "5 \text{ cm}^2", then a second unit word
         text = _TRAILING_UNIT.sub("", text).strip()
     text = unwrap_text(text)
-    text = text.strip().rstrip(".").strip()
+    text = text.strip().rstrip(".,").strip()
     if _THOUSANDS.match(text):
         text = re.sub(r",|\{,\}| ", "", text)
     return re.sub(r"\s+", " ", text)

@@ -152,7 +152,9 @@ class RewardScorer:
             queue.append(job)
 
     def _start_workers(self) -> None:
-        self._workers = [worker for worker in self._workers if worker.alive()]
+        alive = [worker for worker in self._workers if worker.alive()]
+        self.stats.worker_restarts += len(self._workers) - len(alive)
+        self._workers = alive
         while len(self._workers) < self.num_workers:
             self._workers.append(WorkerProcess())
         for worker in self._workers:
