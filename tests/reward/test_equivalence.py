@@ -27,7 +27,8 @@ EQUAL = [
     ("\\text{(C)}", "C"), ("\\textbf{(C)}", "C"), ("(C)", "C"), ("C", "\\text{C}"),
     ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "(1, 2)"),
     ("\\begin{bmatrix} 1 & 0 \\\\ 0 & 1 \\end{bmatrix}", "\\begin{pmatrix}1&0\\\\0&1\\end{pmatrix}"),
-    ("\\begin{pmatrix} 1 & -1 \\\\ 1 & \\phantom -1 \\end{pmatrix}", "\\begin{pmatrix} 1 & -1 \\\\ 1 & 1 \\end{pmatrix}"),
+    ("\\begin{pmatrix} 1 & -1 \\\\ 1 & \\phantom -1 \\end{pmatrix}",
+     "\\begin{pmatrix} 1 & -1 \\\\ 1 & 1 \\end{pmatrix}"),
     ("\\pm 3", "3, -3"), ("\\frac{-1 \\pm \\sqrt{5}}{2}", "\\frac{-1+\\sqrt5}{2}, \\frac{-1-\\sqrt5}{2}"),
     # equations and expressions
     ("x=3", "3"), ("3", "x = 3"), ("y=2x+1", "2x+1=y"), ("2y = 4x + 2", "y = 2x + 1"), ("y = 2x+1", "2x+1"),

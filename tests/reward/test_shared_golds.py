@@ -39,7 +39,8 @@ def _rewrites(gold: str) -> list[str]:
     spaced = re.sub(r"\s*([+=<>]|\\cdot)\s*", r" \1 ", inner)
     rewrites = [f"$ {inner} $", inner.replace("\\frac", "\\dfrac"), spaced]
     prepared = prepare(gold)
-    if prepared.words is None and prepared.tree is not None and prepared.tree[0] not in ("rel", "list", "tuple", "set", "matrix"):
+    structured = ("rel", "list", "tuple", "set", "matrix")
+    if prepared.words is None and prepared.tree is not None and prepared.tree[0] not in structured:
         rewrites.append(f"\\left({prepared.text}\\right)")  # a scalar in redundant brackets
     return rewrites
 

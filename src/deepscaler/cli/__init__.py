@@ -11,6 +11,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "grade": ("grade", "score responses against gold answers with the math verifier"),
     "demo": ("demo", "the main job on its embedded default"),
+    "eval": ("eval", "pass@1 over k samples (and pass@k, maj@k) on math benchmarks"),
+    "compare": ("compare", "per-benchmark deltas between two evaluation runs, with bootstrap intervals"),
 }
 
 

@@ -338,3 +338,23 @@ def _infinity_sign(node: Node) -> int:
     if node[0] == "neg":
         return -_infinity_sign(node[1])
     return 0
+
+
+def answer_key(answer: str | None) -> tuple | None:
+    """A hashable key under which equal answers usually coincide (for majority voting).
+
+    Exact rational values key by value (so 1/2 and 0.5 vote together); anything else keys by its
+    normalized text. None for no answer or an unusable one.
+    """
+    if answer is None:
+        return None
+    try:
+        prepared = prepare(answer)
+    except UnusableAnswer:
+        return None
+    if prepared.tree is not None:
+        try:
+            return ("value", RationalBackend().evaluate(_canonical(prepared.tree)))
+        except (NeedsSymbolic, TooBig, Undefined, IndexError, TypeError, KeyError):
+            pass
+    return ("text", prepared.words or prepared.text)

@@ -1,0 +1,5 @@
+import sys
+
+from deepscaler.cli import main
+
+sys.exit(main())

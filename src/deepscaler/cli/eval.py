@@ -1,0 +1,70 @@
+"""`deepscaler eval`: pass@1 over k samples (and pass@k, maj@k) on math benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deepscaler.cli import UsageError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_argument_group("what to evaluate (one of)")
+    source.add_argument("--model", help="a local Hugging Face model folder (or a hub id when online)")
+    source.add_argument("--endpoint", help="an OpenAI-compatible server's base URL, e.g. http://127.0.0.1:8000/v1")
+    source.add_argument("--responses", type=Path, help="JSONL of existing generations (id, response, answer)")
+    parser.add_argument("--served-model-name", help="model name to request from --endpoint (default: its first)")
+    parser.add_argument("--engine", choices=("auto", "builtin", "vllm"), default="auto")
+    parser.add_argument("--benchmarks", default="aime2024,math500,amc2023,minerva,olympiadbench",
+                        help="comma-separated names (see --data-dir) or JSON/JSONL/Parquet paths")
+    parser.add_argument("--data-dir", help="folder holding the benchmark files (default: $DEEPSCALER_DATA_DIR, "
+                        "data/benchmarks, ../shared/data/benchmarks)")
+    parser.add_argument("--n", type=int, default=16, help="samples per problem (default 16)")
+    parser.add_argument("--temperature", type=float, default=0.6)
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--top-k", type=int, default=-1)
+    parser.add_argument("--max-tokens", type=int, default=32768)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prompt-template", help="format string with {problem}; default: the problem + "
+                        "\" Let's think step by step and output the final answer within \\boxed{}.\"")
+    parser.add_argument("--system-prompt", help="a system message (default: none)")
+    parser.add_argument("--no-chat-template", action="store_true", help="send the raw prompt text")
+    parser.add_argument("--think", choices=("optional", "required"), default="optional",
+                        help="whether </think> must close the reasoning (default optional)")
+    parser.add_argument("--limit", type=int, help="evaluate the first N problems of each benchmark")
+    parser.add_argument("--concurrency", type=int, default=16, help="parallel requests to --endpoint")
+    parser.add_argument("--grader-timeout", type=float, default=1.0)
+    parser.add_argument("--workers", type=int, default=2, help="grading processes (default 2)")
+    parser.add_argument("--out", type=Path, help="output directory (default runs/eval-<model>)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepscaler.eval.benchmarks import BenchmarkError
+    from deepscaler.eval.runner import DEFAULT_PROMPT, EvalError, EvalSettings, score_responses
+
+    chosen = [name for name in ("model", "endpoint", "responses") if getattr(args, name)]
+    if len(chosen) != 1:
+        raise UsageError("give exactly one of --model, --endpoint, --responses")
+    if args.n < 1 or args.max_tokens < 1:
+        raise UsageError("--n and --max-tokens must be >= 1")
+    settings = EvalSettings(
+        benchmarks=[name.strip() for name in args.benchmarks.split(",") if name.strip()], n=args.n,
+        temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, max_tokens=args.max_tokens,
+        seed=args.seed, prompt_template=args.prompt_template or DEFAULT_PROMPT, system_prompt=args.system_prompt,
+        chat_template=not args.no_chat_template, think=args.think, grader_timeout=args.grader_timeout,
+        limit=args.limit,
+    )
+    try:
+        if args.responses:
+            out = args.out or Path("runs") / f"eval-{args.responses.stem}"
+            score_responses(args.responses, out, settings, workers=args.workers)
+        else:
+            from deepscaler.eval.generate import run_generation_eval
+
+            name = Path(args.model).name if args.model else "endpoint"
+            out = args.out or Path("runs") / f"eval-{name}"
+            run_generation_eval(args, settings, out)
+    except (BenchmarkError, EvalError) as error:
+        raise UsageError(str(error)) from None
+    print(out / "summary.json")
+    return 0

