@@ -17,7 +17,8 @@ from deepscaler.reward.evaluate import NeedsSymbolic, RationalBackend, TooBig, U
 from deepscaler.reward.latex import FUNCTIONS, Node, ParseError, parse
 from deepscaler.reward.normalize import Refused, normalize
 
-_LETTER_CHOICE = re.compile(r"^\(?([A-E])\)?(?:[\s:.].*)?$")
+# "(C)", "C", "(C) 12": one choice; "(C) , (D)" (a hedge) is none.
+_LETTER_CHOICE = re.compile(r"^\(?([A-E])\)?(?:[\s:.][^,;()]*)?$")
 _WORDS = re.compile(r"^[A-Za-z][A-Za-z '\-]*$")
 _NUMBER_WORDS = {
     word: index
@@ -103,13 +104,13 @@ def answers_equal(given: str, gold: str, symbolic: bool = False) -> bool:
 def _canonical(node: Node) -> Node:
     """One spelling per structure: hedges and ± become sets, inequalities become intervals."""
     tag = node[0]
-    if tag == "list":
-        items = [_canonical(item) for item in node[1]]
-        if all(item[0] in ("interval", "union") for item in items):
+    if tag in ("list", "set"):
+        items = []
+        for item in node[1]:  # {1 ± √5, -2} has three elements
+            items.extend(_expand_pm(item) if _contains_pm(item) else [_canonical(item)])
+        if tag == "list" and all(item[0] in ("interval", "union") for item in items):
             return _union(items)
-        return ("list", items)
-    if tag == "set":
-        return ("set", [_canonical(item) for item in node[1]])
+        return (tag, items)
     if tag == "tuple":
         items, opener, closer = node[1], node[2], node[3]
         if len(items) == 2 and (opener, closer) != ("(", ")"):

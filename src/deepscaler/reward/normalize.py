@@ -18,7 +18,8 @@ class Refused(ValueError):
 
 # A row break `\\\\` is matched first so that its second backslash is not read as a spacing command.
 _SPACING = re.compile(r"(\\\\)|\\[,;:!> ]|\\q?quad\b|\\(?:hspace|vspace)\*?\{[^{}]*\}|~")
-_SIZING = re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)[lr]?(?![a-zA-Z])|\\middle(?![a-zA-Z])")
+# `\left.` and `\right.` are invisible delimiters: the dot goes with them.
+_SIZING = re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)[lr]?(?![a-zA-Z])\.?|\\middle(?![a-zA-Z])")
 _NOISE = re.compile(r"\\(?:displaystyle|textstyle|scriptstyle|limits|nolimits)(?![a-zA-Z])|\\mathrm\{d\}")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree(?![a-zA-Z])|\^\{\\text\{o\}\}")
 _FRAC_VARIANTS = re.compile(r"\\[dtc]frac(?![a-zA-Z])")
@@ -29,7 +30,7 @@ _TEXT_COMMANDS = re.compile(
 _HEDGE_WORDS = re.compile(r"\\text\{\s*,?\s*(?:or|and)\s*\}|(?<![a-zA-Z\\])(?:or|and)(?![a-zA-Z])")
 _REPEATED_COMMAS = re.compile(r",(?:\s*,)+")
 # `29,\!322` and `1{,}000` are thousands separators wherever they stand.
-_INNER_THOUSANDS = re.compile(r"(?<=\d)(?:,\\!|\{,\})(?=\d{3})")
+_INNER_THOUSANDS = re.compile(r"(?<=\d)(?:,\\!|\{,\})\s*(?=\d{3})")
 _PRIMES = re.compile(r"\^\{?((?:\s*\\prime)+)\s*\}?")
 _PHANTOM = re.compile(r"\\phantom\s*(?:\{[^{}]*\}|\\?.)")
 _LEADING_RELATION = re.compile(r"^(?:\\approx|=)\s*")
