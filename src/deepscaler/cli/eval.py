@@ -52,19 +52,36 @@ def run(args: argparse.Namespace) -> int:
         temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, max_tokens=args.max_tokens,
         seed=args.seed, prompt_template=args.prompt_template or DEFAULT_PROMPT, system_prompt=args.system_prompt,
         chat_template=not args.no_chat_template, think=args.think, grader_timeout=args.grader_timeout,
-        limit=args.limit,
+        limit=args.limit, data_dir=args.data_dir,
     )
     try:
         if args.responses:
             out = args.out or Path("runs") / f"eval-{args.responses.stem}"
             score_responses(args.responses, out, settings, workers=args.workers)
         else:
-            from deepscaler.eval.generate import run_generation_eval
-
-            name = Path(args.model).name if args.model else "endpoint"
-            out = args.out or Path("runs") / f"eval-{name}"
-            run_generation_eval(args, settings, out)
+            out = _generate_and_grade(args, settings)
     except (BenchmarkError, EvalError) as error:
         raise UsageError(str(error)) from None
     print(out / "summary.json")
     return 0
+
+
+def _generate_and_grade(args: argparse.Namespace, settings) -> Path:
+    from deepscaler.eval.benchmarks import resolve
+    from deepscaler.eval.generate import run_eval
+    from deepscaler.inference import LLM
+
+    for benchmark in settings.benchmarks:  # fail on a bad name before paying for loading the model
+        resolve(benchmark, settings.data_dir)
+    if args.endpoint:
+        raise UsageError("--endpoint needs the remote engine, which is not built yet")
+    name = Path(args.model).name
+    out = args.out or Path("runs") / f"eval-{name}"
+    try:
+        llm = LLM(model=args.model, engine=args.engine, seed=args.seed)
+    except (FileNotFoundError, RuntimeError, ValueError, OSError) as error:
+        raise UsageError(str(error)) from None
+    with llm:
+        run_eval(llm, settings, out, model={"name": name, "path": str(args.model), "engine": args.engine},
+                 workers=args.workers)
+    return out

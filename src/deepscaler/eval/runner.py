@@ -46,6 +46,7 @@ class EvalSettings:
     think: str = "optional"
     grader_timeout: float = 1.0
     limit: int | None = None  # first N problems of each benchmark
+    data_dir: str | None = None  # where benchmark names are looked up (see benchmarks.data_dirs)
     problems_per_chunk: int = 8
 
 

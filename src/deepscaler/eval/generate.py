@@ -1,0 +1,110 @@
+"""Generate-and-grade evaluation through any inference engine, resumable problem by problem."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from deepscaler.eval.benchmarks import Problem, load, resolve
+from deepscaler.eval.results import SampleRecord, read_records, score_records, write_records
+from deepscaler.eval.runner import EvalError, EvalSettings, _sha256, _write_json_atomic, finish, versions
+from deepscaler.reward import RewardScorer
+
+
+def problem_seed(seed: int, benchmark: str, problem_id: str) -> int:
+    """A per-problem seed, so a problem's samples do not depend on batching or on resuming."""
+    digest = hashlib.sha256(f"{seed}/{benchmark}/{problem_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def messages_for(problem: Problem, settings: EvalSettings) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
+    try:
+        content = settings.prompt_template.format(problem=problem.problem)
+    except (KeyError, IndexError, ValueError) as error:
+        raise EvalError(f"prompt template must use {{problem}} and double any other braces ({error})") from None
+    return messages + [{"role": "user", "content": content}]
+
+
+def template_prefills_think(tokenizer: Any) -> bool | None:
+    """Whether the chat template opens <think> itself (the model then writes only </think>)."""
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        return None
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False,
+                                             add_generation_prompt=True)
+    return rendered.rstrip().endswith("<think>")
+
+
+def run_eval(llm: Any, settings: EvalSettings, out_dir: Path, model: dict[str, Any], workers: int = 2) -> dict:
+    """Evaluate `llm` (anything with deepscaler's LLM.generate/chat) on settings.benchmarks into out_dir."""
+    from deepscaler.inference import SamplingParams
+
+    suites = {name: load(name, settings.data_dir, settings.limit) for name in settings.benchmarks}
+    tokenizer = llm.get_tokenizer() if hasattr(llm, "get_tokenizer") else None
+    config = {
+        "model": model,
+        "settings": asdict(settings),
+        "chat_template_prefills_think": template_prefills_think(tokenizer) if settings.chat_template else None,
+        "benchmark_files": {name: {"path": str(resolve(name, settings.data_dir)),
+                                   "sha256": _sha256(resolve(name, settings.data_dir))}
+                            for name in settings.benchmarks},
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = _resume(out_dir, config, settings.n)
+    done = {(r.benchmark, r.problem_id) for r in records}
+    todo = [(name, p) for name, problems in suites.items() for p in problems if (name, p.id) not in done]
+    _write_json_atomic(out_dir / "config.json", {**config, "versions": versions(),
+                                                 "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    from rich.progress import Progress
+
+    with RewardScorer(workers=workers, timeout=settings.grader_timeout, think=settings.think) as scorer, \
+            Progress(transient=True) as progress:
+        task = progress.add_task("evaluating", total=len(done) + len(todo), completed=len(done))
+        for start in range(0, len(todo), settings.problems_per_chunk):
+            chunk = todo[start : start + settings.problems_per_chunk]
+            params = [SamplingParams(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k,
+                                     max_tokens=settings.max_tokens, n=settings.n,
+                                     seed=problem_seed(settings.seed, name, p.id)) for name, p in chunk]
+            if settings.chat_template:
+                outputs = llm.chat([messages_for(p, settings) for _, p in chunk], params, use_tqdm=False)
+            else:
+                prompts = [messages_for(p, settings)[-1]["content"] for _, p in chunk]
+                outputs = llm.generate(prompts, params, use_tqdm=False)
+            new = [
+                SampleRecord(name, p.id, c.index, c.text, p.answers, length=len(c.token_ids),
+                             finish_reason=c.finish_reason)
+                for (name, p), output in zip(chunk, outputs) for c in output.outputs
+            ]
+            score_records(new, scorer)
+            write_records(out_dir / "samples.jsonl", new)
+            records.extend(new)
+            progress.advance(task, len(chunk))
+    return finish(out_dir, records, config, title=f"{model.get('name', 'model')}")
+
+
+def _resume(out_dir: Path, config: dict, n: int) -> list[SampleRecord]:
+    """Samples already written, when out_dir holds a run with the same configuration."""
+    previous = out_dir / "config.json"
+    samples = out_dir / "samples.jsonl"
+    if not samples.exists():
+        return []
+    if previous.is_file():
+        old = json.loads(previous.read_text())
+        changed = [key for key in ("model", "settings", "benchmark_files") if old.get(key) != config[key]]
+        if changed:
+            raise EvalError(f"{out_dir} holds a run with other {', '.join(changed)}: use another --out")
+    records = read_records(samples)
+    per_problem: dict[tuple[str, str], int] = {}
+    for record in records:
+        key = (record.benchmark, record.problem_id)
+        per_problem[key] = per_problem.get(key, 0) + 1
+    kept = [r for r in records if per_problem[(r.benchmark, r.problem_id)] == n]
+    temporary = samples.with_suffix(".jsonl.tmp")
+    temporary.unlink(missing_ok=True)
+    write_records(temporary, kept)  # drops a torn last line and half-written problems
+    temporary.replace(samples)
+    return kept

@@ -1,0 +1,56 @@
+"""End-to-end evaluation of a tiny model through the built-in engine, and resuming an interrupted run."""
+
+import json
+
+import pytest
+
+from deepscaler.eval.generate import run_eval
+from deepscaler.eval.runner import EvalError, EvalSettings
+from deepscaler.inference import LLM, make_tiny_model
+
+DATA_DIR = str(__import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "data" / "benchmarks")
+
+
+@pytest.fixture(scope="module")
+def llm(tmp_path_factory):
+    folder = make_tiny_model(tmp_path_factory.mktemp("model") / "tiny", preset="tiny", seed=0)
+    with LLM(model=str(folder), engine="builtin") as model:
+        yield model
+
+
+def settings(**overrides):
+    base = dict(benchmarks=["aime2024", "math500"], n=3, max_tokens=24, limit=3, data_dir=DATA_DIR,
+                problems_per_chunk=2)
+    return EvalSettings(**{**base, **overrides})
+
+
+def test_eval_writes_results_and_resumes_identically(llm, tmp_path):
+    full = tmp_path / "full"
+    summary = run_eval(llm, settings(), full, model={"name": "tiny"})
+    assert summary["problems"] == 6 and summary["samples"] == 18
+    assert set(summary["benchmarks"]) == {"aime2024", "math500"}
+    assert 0 <= summary["truncation_rate"] <= 1 and summary["mean_length"] > 0
+    lines = (full / "samples.jsonl").read_text().splitlines()
+    assert len(lines) == 18
+    record = json.loads(lines[0])
+    assert {"problem_id", "sample_index", "response", "extracted", "reward", "length", "finish_reason"} <= set(record)
+    config = json.loads((full / "config.json").read_text())
+    assert config["settings"]["n"] == 3 and "torch" in config["versions"]
+
+    # An interruption: the first problem's samples, then a torn line mid-way through the next.
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "config.json").write_text((full / "config.json").read_text())
+    (cut / "samples.jsonl").write_text("\n".join(lines[:4]) + "\n" + lines[4][:30])
+    resumed = run_eval(llm, settings(), cut, model={"name": "tiny"})
+    assert resumed["pass@1"] == summary["pass@1"]
+    key = lambda r: (r["benchmark"], r["problem_id"], r["sample_index"])  # noqa: E731
+    full_records = sorted((json.loads(line) for line in lines), key=key)
+    cut_records = sorted((json.loads(line) for line in (cut / "samples.jsonl").read_text().splitlines()), key=key)
+    assert [r["response"] for r in cut_records] == [r["response"] for r in full_records]
+
+
+def test_resume_refuses_other_settings(llm, tmp_path):
+    run_eval(llm, settings(limit=1, benchmarks=["aime2024"]), tmp_path, model={"name": "tiny"})
+    with pytest.raises(EvalError, match="other settings"):
+        run_eval(llm, settings(limit=1, benchmarks=["aime2024"], temperature=1.0), tmp_path, model={"name": "tiny"})
