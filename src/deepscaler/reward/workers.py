@@ -87,13 +87,26 @@ class WorkerProcess:
 class SharedWorkers:
     """Process-wide idle children for one-off calls; a thread checks one out per request."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_workers: int = 2 * (os.cpu_count() or 1)) -> None:
         self._idle: list[WorkerProcess] = []
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(max_workers)
         atexit.register(self.close)
 
     def run(self, message: dict[str, Any], timeout: float) -> dict[str, Any] | None:
-        """The child's answer, or None when it took longer than timeout (the child is then killed)."""
+        """The child's answer, or None when it took longer than timeout (the child is then killed).
+
+        At most max_workers children run at once; a thread that cannot get one within `timeout` gets
+        None too, so the bound holds however many threads call.
+        """
+        if not self._slots.acquire(timeout=timeout):
+            return None
+        try:
+            return self._run(message, timeout)
+        finally:
+            self._slots.release()
+
+    def _run(self, message: dict[str, Any], timeout: float) -> dict[str, Any] | None:
         with self._lock:
             worker = self._idle.pop() if self._idle else None
         if worker is None or not worker.alive():
