@@ -11,7 +11,10 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "grade": ("grade", "score responses against gold answers with the math verifier"),
     "demo": ("demo", "the main job on its embedded default"),
+    "model": ("model", "create a small randomly initialised model folder (model new)"),
+    "generate": ("generate", "sample completions for prompts, streamed as JSON lines"),
     "eval": ("eval", "pass@1 over k samples (and pass@k, maj@k) on math benchmarks"),
+    "train": ("train", "GRPO training with iterative context lengthening"),
     "compare": ("compare", "per-benchmark deltas between two evaluation runs, with bootstrap intervals"),
 }
 

@@ -41,8 +41,6 @@ def template_prefills_think(tokenizer: Any) -> bool | None:
 
 def run_eval(llm: Any, settings: EvalSettings, out_dir: Path, model: dict[str, Any], workers: int = 2) -> dict:
     """Evaluate `llm` (anything with deepscaler's LLM.generate/chat) on settings.benchmarks into out_dir."""
-    from deepscaler.inference import SamplingParams
-
     suites = {name: load(name, settings.data_dir, settings.limit) for name in settings.benchmarks}
     tokenizer = llm.get_tokenizer() if hasattr(llm, "get_tokenizer") else None
     config = {
@@ -66,24 +64,33 @@ def run_eval(llm: Any, settings: EvalSettings, out_dir: Path, model: dict[str, A
         task = progress.add_task("evaluating", total=len(done) + len(todo), completed=len(done))
         for start in range(0, len(todo), settings.problems_per_chunk):
             chunk = todo[start : start + settings.problems_per_chunk]
-            params = [SamplingParams(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k,
-                                     max_tokens=settings.max_tokens, n=settings.n,
-                                     seed=problem_seed(settings.seed, name, p.id)) for name, p in chunk]
-            if settings.chat_template:
-                outputs = llm.chat([messages_for(p, settings) for _, p in chunk], params, use_tqdm=False)
-            else:
-                prompts = [messages_for(p, settings)[-1]["content"] for _, p in chunk]
-                outputs = llm.generate(prompts, params, use_tqdm=False)
-            new = [
-                SampleRecord(name, p.id, c.index, c.text, p.answers, length=len(c.token_ids),
-                             finish_reason=c.finish_reason)
-                for (name, p), output in zip(chunk, outputs) for c in output.outputs
-            ]
-            score_records(new, scorer)
+            new = sample_and_grade(llm, chunk, settings, scorer)
             write_records(out_dir / "samples.jsonl", new)
             records.extend(new)
             progress.advance(task, len(chunk))
     return finish(out_dir, records, config, title=f"{model.get('name', 'model')}")
+
+
+def sample_and_grade(
+    llm: Any, items: list[tuple[str, Problem]], settings: EvalSettings, scorer: RewardScorer
+) -> list[SampleRecord]:
+    """settings.n graded samples for each (benchmark, problem): the step shared by evaluation runs and
+    by validation during training."""
+    from deepscaler.inference import SamplingParams
+
+    params = [SamplingParams(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k,
+                             max_tokens=settings.max_tokens, n=settings.n,
+                             seed=problem_seed(settings.seed, name, p.id)) for name, p in items]
+    if settings.chat_template:
+        outputs = llm.chat([messages_for(p, settings) for _, p in items], params, use_tqdm=False)
+    else:
+        outputs = llm.generate([messages_for(p, settings)[-1]["content"] for _, p in items], params, use_tqdm=False)
+    records = [
+        SampleRecord(name, p.id, c.index, c.text, p.answers, length=len(c.token_ids), finish_reason=c.finish_reason)
+        for (name, p), output in zip(items, outputs) for c in output.outputs
+    ]
+    score_records(records, scorer)
+    return records
 
 
 def _resume(out_dir: Path, config: dict, n: int) -> list[SampleRecord]:

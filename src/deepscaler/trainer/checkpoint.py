@@ -1,0 +1,96 @@
+"""Checkpoints that survive a kill: written to a temporary folder, renamed into place, then pointed to.
+
+A folder holds the policy in Hugging Face format (loadable by transformers, by deepscaler's LLM and by
+vLLM), the reference policy when it differs from the start, the optimizer, RNG states, the data position
+and the stage. `latest` names the newest complete checkpoint; a kill at any moment leaves it valid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+LATEST = "latest"
+
+
+def checkpoint_root(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def save_checkpoint(
+    run_dir: Path, step: int, policy: torch.nn.Module, tokenizer: Any, optimizer: torch.optim.Optimizer,
+    state: dict[str, Any], reference: torch.nn.Module | None = None, keep_last: int = 2,
+) -> Path:
+    root = checkpoint_root(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:06d}"
+    partial = root / f".step_{step:06d}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    policy.save_pretrained(partial / "model", safe_serialization=True)
+    tokenizer.save_pretrained(partial / "model")
+    if reference is not None:
+        from safetensors.torch import save_model  # handles tied embeddings
+
+        save_model(reference, str(partial / "reference.safetensors"))
+    torch.save(optimizer.state_dict(), partial / "optimizer.pt")
+    torch.save({"torch": torch.get_rng_state(), "python": random.getstate()}, partial / "rng.pt")
+    (partial / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
+    _fsync_tree(partial)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(partial, final)
+    _write_atomic(root / LATEST, final.name)
+    for old in sorted(p for p in root.glob("step_*") if p.is_dir())[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    root = checkpoint_root(run_dir)
+    pointer = root / LATEST
+    if not pointer.is_file():
+        return None
+    folder = root / pointer.read_text().strip()
+    return folder if (folder / "trainer_state.json").is_file() else None
+
+
+def load_checkpoint(
+    folder: Path, policy: torch.nn.Module, optimizer: torch.optim.Optimizer, reference: torch.nn.Module | None,
+) -> dict[str, Any]:
+    """Restore weights, optimizer and RNG states in place; returns the saved trainer state."""
+    from safetensors.torch import load_file, load_model
+
+    weights = {}
+    for path in sorted((folder / "model").glob("*.safetensors")):
+        weights.update(load_file(str(path)))
+    missing, unexpected = policy.load_state_dict(weights, strict=False)
+    tied = {"lm_head.weight"} if getattr(policy.config, "tie_word_embeddings", False) else set()
+    if set(missing) - tied or unexpected:
+        raise RuntimeError(f"{folder}: checkpoint does not match the model ({list(missing)[:3]}, {unexpected[:3]})")
+    if reference is not None and (folder / "reference.safetensors").is_file():
+        load_model(reference, str(folder / "reference.safetensors"))
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=False))
+    rng = torch.load(folder / "rng.pt", weights_only=False)
+    torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
+    return json.loads((folder / "trainer_state.json").read_text())
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    with temporary.open("rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())

@@ -1,0 +1,148 @@
+"""The training configuration: one documented dataclass per concern, loadable from YAML (see config.py).
+
+Defaults are DeepScaleR's stage-1 settings where they exist; the tiny CPU recipe overrides sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from deepscaler.config import ConfigError
+
+DEFAULT_PROMPT = "{problem} Let's think step by step and output the final answer within \\boxed{{}}."
+
+
+@dataclass
+class ModelConfig:
+    path: str = ""  # a local Hugging Face folder (or hub id when online); empty: the recipe builds one
+    dtype: Literal["float32", "bfloat16"] = "float32"  # training dtype; CPUs train float32 best
+    gradient_checkpointing: bool = False  # trade compute for memory on long responses
+
+
+@dataclass
+class DataConfig:
+    train_files: list[str] = field(default_factory=list)  # JSON/JSONL/Parquet with problem + answer
+    val_files: list[str] = field(default_factory=list)  # held-out problems for validation
+    prompt_template: str = DEFAULT_PROMPT  # {problem} is replaced; the chat template is applied after
+    system_prompt: str | None = None
+    max_prompt_tokens: int = 1024  # longer prompts are dropped (and counted) at load time
+    shuffle: bool = True
+
+
+@dataclass
+class RolloutConfig:
+    engine: Literal["builtin", "vllm"] = "builtin"  # vllm: rollouts on vLLM, weights pushed after each update
+    temperature: float = 0.6
+    top_p: float = 1.0
+    top_k: int = -1
+    kv_cache_gb: float = 2.0  # built-in engine's KV cache budget
+
+
+@dataclass
+class AlgorithmConfig:
+    adv_norm: Literal["std", "none", "batch_std"] = "std"  # none = Dr. GRPO (mean-centred only)
+    adv_eps: float = 1e-6  # verl and DeepScaleR 1e-6, TRL 1e-4
+    clip_low: float = 0.2
+    clip_high: float = 0.2  # 0.28 = DAPO's clip-higher
+    dual_clip: float | None = None  # cap (> 1) on the loss of negative-advantage tokens
+    kl_coef: float = 0.001  # 0 disables the reference model entirely
+    kl_kind: Literal["k1", "k2", "k3", "low_var_kl"] = "low_var_kl"
+    kl_clamp: float | None = None
+    entropy_coef: float = 0.001
+    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "token-mean"
+    dynamic_sampling: bool = False  # DAPO: drop all-equal groups and draw more prompts to refill
+    max_sampling_rounds: int = 3  # dynamic sampling gives up refilling after this many rounds
+    mask_truncated: bool = False  # responses cut at the budget contribute no loss
+    overlong_cache: int = 0  # DAPO soft overlong penalty over the last N tokens of the budget (0: off)
+    overlong_factor: float = 1.0
+    is_correction: bool = False  # truncated importance weights for rollout/trainer log-prob mismatch
+    is_cap: float = 2.0
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-6
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.999
+    grad_clip: float = 1.0
+    warmup_steps: int = 0  # linear warm-up, then constant
+    mini_batches: int = 2  # optimizer steps per training step (DeepScaleR: 2)
+    epochs: int = 1  # passes over each step's rollouts
+    micro_batch_tokens: int = 16384  # micro-batches are packed up to this many (prompt + response) tokens
+    max_bad_steps: int = 3  # consecutive non-finite losses or grad norms before aborting
+
+
+@dataclass
+class StageConfig:
+    """One stage of iterative context lengthening."""
+
+    name: str = "8k"
+    max_response_tokens: int = 8192
+    samples_per_prompt: int = 8
+    prompts_per_step: int = 128
+    max_steps: int = 1000  # the stage ends after this many steps at the latest
+    truncation_trigger: float | None = None  # end when the truncated fraction (mean of `window` steps) exceeds it
+    plateau_patience: int | None = None  # ... and validation pass@1 has not improved for this many validations
+    window: int = 5
+    reset_reference: bool = True  # the reference policy becomes this stage's starting weights (as upstream)
+    reset_optimizer: bool = False
+
+
+@dataclass
+class ValidationConfig:
+    every_steps: int = 10  # 0: only at stage ends
+    samples_per_problem: int = 4
+    max_problems: int | None = None
+    temperature: float = 0.6
+    top_p: float = 0.95
+
+
+@dataclass
+class CheckpointConfig:
+    every_steps: int = 20
+    keep_last: int = 2
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    seed: int = 0
+    out_dir: str = "runs/train"
+    tensorboard: bool = True
+    recipe: str | None = None  # "tiny": build the model and data on the spot (the embedded default)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def validate(config: TrainConfig) -> None:
+    """Impossible combinations fail at start-up, naming the key."""
+    if not config.stages:
+        raise ConfigError("stages: at least one stage is needed")
+    for i, stage in enumerate(config.stages):
+        where = f"stages.{i}"
+        batch = stage.prompts_per_step * stage.samples_per_prompt
+        if stage.samples_per_prompt < 1 or stage.prompts_per_step < 1 or stage.max_response_tokens < 1:
+            raise ConfigError(f"{where}: samples_per_prompt, prompts_per_step, max_response_tokens must be >= 1")
+        if stage.prompts_per_step % config.optim.mini_batches:
+            raise ConfigError(f"{where}.prompts_per_step={stage.prompts_per_step} is not divisible into "
+                              f"optim.mini_batches={config.optim.mini_batches} (whole groups per mini-batch)")
+        if batch < config.optim.mini_batches:
+            raise ConfigError(f"{where}: {batch} responses cannot fill {config.optim.mini_batches} mini-batches")
+        if stage.max_steps < 1:
+            raise ConfigError(f"{where}.max_steps must be >= 1")
+    if config.optim.micro_batch_tokens < max(s.max_response_tokens for s in config.stages):
+        raise ConfigError("optim.micro_batch_tokens must hold at least one full response of the longest stage")
+    if config.algorithm.dual_clip is not None and config.algorithm.dual_clip <= 1:
+        raise ConfigError("algorithm.dual_clip must be > 1")
+    if config.optim.lr <= 0:
+        raise ConfigError("optim.lr must be > 0")

@@ -1,0 +1,265 @@
+"""The GRPO training loop. Each step, top to bottom: draw prompts, sample groups, score, compute advantages,
+update the policy, push the new weights to the rollout engine, log. Stages lengthen the response budget."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepscaler import config as config_io
+from deepscaler.algorithms import group_advantages, overlong_penalty
+from deepscaler.eval.benchmarks import Problem, load
+from deepscaler.eval.generate import sample_and_grade
+from deepscaler.eval.results import summarize
+from deepscaler.eval.runner import EvalSettings
+from deepscaler.reward import RewardScorer
+from deepscaler.trainer import distributed as dist
+from deepscaler.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from deepscaler.trainer.config import StageConfig, TrainConfig
+from deepscaler.trainer.data import PromptSampler, render_prompts
+from deepscaler.trainer.metrics import MetricsLog
+from deepscaler.trainer.rollout import generate_groups, score
+from deepscaler.trainer.sequences import fill_logprobs
+from deepscaler.trainer.stages import stage_should_end
+from deepscaler.trainer.update import update_policy
+
+
+class TrainingAborted(RuntimeError):
+    """Too many consecutive non-finite updates; the last checkpoint is kept."""
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, resume: bool = False, progress: Any = None) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from deepscaler.inference import LLM
+
+        dist.init_from_env()
+        self.config, self.run_dir, self.progress = config, Path(config.out_dir), progress
+        torch.manual_seed(config.seed)
+        self.tokenizer = AutoTokenizer.from_pretrained(config.model.path)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        dtype = getattr(torch, config.model.dtype)
+        policy = AutoModelForCausalLM.from_pretrained(config.model.path, dtype=dtype)
+        if config.model.gradient_checkpointing:
+            policy.gradient_checkpointing_enable()
+        self.reference = copy.deepcopy(policy).eval().requires_grad_(False) if config.algorithm.kl_coef else None
+        self.policy = dist.wrap(policy.train())
+        self.optimizer = self._new_optimizer()
+        self.sampler, self.validation = self._load_data()
+        engine_options = {"kv_cache_gb": config.rollout.kv_cache_gb} if config.rollout.engine == "builtin" else {}
+        self.llm = LLM(model=config.model.path, engine=config.rollout.engine, seed=config.seed, **engine_options)
+        self.scorer = RewardScorer(workers=2)
+        self.log = MetricsLog(self.run_dir, config.tensorboard) if dist.is_main() else None
+        self.state: dict[str, Any] = {"step": 0, "stage": 0, "steps_in_stage": 0, "truncation": [],
+                                      "validation": [], "bad_streak": 0, "stage_starts": [0]}
+        if dist.is_main():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            config_io.save_config(config, self.run_dir / "config.yaml")
+        if resume:
+            self._resume()
+
+    # -- set-up ---------------------------------------------------------------------------------------
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        o = self.config.optim
+        return torch.optim.AdamW(self.policy.parameters(), lr=o.lr, betas=(o.beta1, o.beta2),
+                                 weight_decay=o.weight_decay)
+
+    def _load_data(self) -> tuple[PromptSampler, list[Problem]]:
+        data = self.config.data
+        problems: list[Problem] = []
+        for index, path in enumerate(data.train_files):
+            problems += [Problem(f"{index}:{p.id}", p.problem, p.answers) for p in load(path)]
+        prompts, dropped = render_prompts(problems, self.tokenizer, data.prompt_template, data.system_prompt,
+                                          data.max_prompt_tokens)
+        if dropped and dist.is_main():
+            print(f"dropped {dropped} prompts longer than data.max_prompt_tokens={data.max_prompt_tokens}")
+        validation = [p for path in data.val_files for p in load(path)]
+        return PromptSampler(prompts, self.config.seed, data.shuffle), validation
+
+    def _resume(self) -> None:
+        folder = latest_checkpoint(self.run_dir)
+        if folder is None:
+            raise FileNotFoundError(f"{self.run_dir}: no complete checkpoint to resume from")
+        self.state = load_checkpoint(folder, dist.unwrap(self.policy), self.optimizer, self.reference)
+        self.sampler.load_state(self.state["sampler"])
+        self._sync_weights()
+        if self.log is not None:
+            self.log.truncate_after(self.state["step"])
+
+    # -- the run --------------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        stages = self.config.stages
+        while self.state["stage"] < len(stages):
+            stage = stages[self.state["stage"]]
+            metrics = self.step(stage)
+            if self._validation_due(stage):
+                metrics.update(self.validate(stage))
+            reason = stage_should_end(stage, self.state["steps_in_stage"], self.state["truncation"],
+                                      self.state["validation"])
+            metrics["stage/ended"] = bool(reason)
+            if self.log is not None:
+                self.log.log(metrics)
+            if reason:
+                self._next_stage(reason)
+            if self.state["step"] % self.config.checkpoint.every_steps == 0 or reason:
+                self.checkpoint()
+        return self.state
+
+    def step(self, stage: StageConfig) -> dict[str, Any]:
+        """One GRPO step; returns its metrics."""
+        config, times = self.config, {}
+        step = self.state["step"] + 1
+        start = time.perf_counter()
+
+        # 1. Prompts: every rank draws the same global batch and takes its own block of it.
+        prompts = self.sampler.draw(stage.prompts_per_step)
+        per_rank = len(prompts) // dist.world_size()
+        first = dist.rank() * per_rank
+        mine = prompts[first : first + per_rank]
+
+        # 2. Sample a group of responses per prompt; 3. score them with the verifier.
+        samples, texts, golds = generate_groups(self.llm, mine, first, stage, config.rollout, config.seed, step)
+        times["generate"] = time.perf_counter() - start
+        mark = time.perf_counter()
+        score_stats = score(samples, texts, golds, self.scorer)
+        times["score"] = time.perf_counter() - mark
+        accuracy = [s.reward for s in samples]
+        if config.algorithm.overlong_cache:
+            lengths = torch.tensor([len(s.response) for s in samples], dtype=torch.float32)
+            penalty, _ = overlong_penalty(lengths, stage.max_response_tokens, config.algorithm.overlong_cache,
+                                          factor=config.algorithm.overlong_factor)
+            for sample, value in zip(samples, penalty.tolist()):
+                sample.reward += value
+
+        # 4. Advantages within each group.
+        rewards = torch.tensor([s.reward for s in samples], dtype=torch.float32)
+        advantages, adv_metrics = group_advantages(rewards, stage.samples_per_prompt, eps=config.algorithm.adv_eps,
+                                                   norm=config.algorithm.adv_norm)
+        for sample, advantage in zip(samples, advantages.tolist()):
+            sample.advantage = advantage
+
+        # 5. Log-probs of the sampled tokens under the current (old) and reference weights.
+        mark = time.perf_counter()
+        temperature = config.rollout.temperature
+        budget = config.optim.micro_batch_tokens
+        fill_logprobs(dist.unwrap(self.policy), samples, "old_logp", temperature, budget, self.pad_id)
+        if self.reference is not None:
+            fill_logprobs(self.reference, samples, "ref_logp", temperature, budget, self.pad_id)
+        times["logprobs"] = time.perf_counter() - mark
+
+        # 6. Policy update; 7. push the new weights to the rollout engine.
+        mark = time.perf_counter()
+        update = update_policy(self.policy, self.optimizer, samples, len(prompts), config,
+                               stage.max_response_tokens, self.pad_id, temperature, seed=config.seed * 7919 + step)
+        times["update"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        self._sync_weights()
+        times["sync"] = time.perf_counter() - mark
+        self._check_finite(update)
+
+        # 8. Metrics, summed over ranks where they are counts.
+        lengths = [len(s.response) for s in samples]
+        truncated = [float(s.truncated) for s in samples]
+        totals = dist.all_reduce_sum({
+            "n": len(samples), "correct": sum(accuracy), "reward": sum(s.reward for s in samples),
+            "length": sum(lengths), "truncated": sum(truncated), "gap": _logprob_gap_sum(samples),
+            "tokens": sum(lengths) + sum(len(s.prompt) for s in samples),
+        })
+        n = max(totals["n"], 1)
+        elapsed = time.perf_counter() - start
+        self.state.update(step=step, steps_in_stage=self.state["steps_in_stage"] + 1, sampler=self.sampler.state())
+        self.state["truncation"].append(totals["truncated"] / n)
+        metrics = {
+            "step": step, "stage": self.state["stage"], "stage/name": stage.name,
+            "stage/max_response_tokens": stage.max_response_tokens,
+            "reward/mean": totals["reward"] / n, "accuracy": totals["correct"] / n,
+            "response_length/mean": totals["length"] / n,
+            "response_length/max": max(dist.all_gather_objects(max(lengths, default=0))),
+            "truncation_ratio": totals["truncated"] / n,
+            "groups/solve_none": adv_metrics.get("groups/solve_none", 0.0),
+            "groups/solve_all": adv_metrics.get("groups/solve_all", 0.0),
+            "rollout/logprob_gap": totals["gap"] / max(totals["length"], 1),
+            "tokens_per_second": totals["tokens"] / elapsed, "time/step": elapsed,
+            **{f"time/{k}": v for k, v in times.items()}, **score_stats,
+            **{f"actor/{k}": v for k, v in update.items()},
+        }
+        if self.progress is not None:
+            self.progress(metrics)
+        return metrics
+
+    # -- pieces of a step -----------------------------------------------------------------------------
+    def _sync_weights(self) -> None:
+        self.llm.update_weights(dist.unwrap(self.policy).state_dict())
+
+    def _check_finite(self, update: dict[str, float]) -> None:
+        if update.get("bad_steps", 0) == 0:
+            self.state["bad_streak"] = 0
+            return
+        self.state["bad_streak"] += 1
+        print(f"warning: step {self.state['step'] + 1} had a non-finite loss or gradient norm; update skipped")
+        if self.state["bad_streak"] >= self.config.optim.max_bad_steps:
+            raise TrainingAborted(f"{self.state['bad_streak']} steps in a row with non-finite updates; "
+                                  f"the last checkpoint in {self.run_dir / 'checkpoints'} is intact")
+
+    def _validation_due(self, stage: StageConfig) -> bool:
+        every = self.config.validation.every_steps
+        return bool(self.validation) and every > 0 and self.state["step"] % every == 0
+
+    def validate(self, stage: StageConfig, label: str = "val") -> dict[str, float]:
+        """pass@1 and pass@k on the held-out problems, through the evaluation code; all ranks get the result."""
+        v = self.config.validation
+        result: dict[str, float] = {}
+        if dist.is_main():
+            settings = EvalSettings(n=v.samples_per_problem, temperature=v.temperature, top_p=v.top_p,
+                                    max_tokens=stage.max_response_tokens, seed=self.config.seed,
+                                    prompt_template=self.config.data.prompt_template,
+                                    system_prompt=self.config.data.system_prompt)
+            problems = self.validation[: v.max_problems] if v.max_problems else self.validation
+            records = sample_and_grade(self.llm, [("val", p) for p in problems], settings, self.scorer)
+            summary = summarize(records)
+            result = {f"{label}/{k}": float(summary[k]) for k in summary
+                      if k.startswith(("pass@", "maj@")) or k in ("truncation_rate", "mean_length")}
+        result = dist.all_gather_objects(result)[0]
+        if label == "val":
+            self.state["validation"].append(result["val/pass@1"])
+        return result
+
+    def _next_stage(self, reason: str) -> None:
+        config = self.config
+        if dist.is_main():
+            print(f"stage {config.stages[self.state['stage']].name} ended at step {self.state['step']}: {reason}")
+        self.state.update(stage=self.state["stage"] + 1, steps_in_stage=0, truncation=[], validation=[])
+        self.state["stage_starts"].append(self.state["step"])
+        if self.state["stage"] >= len(config.stages):
+            return
+        stage = config.stages[self.state["stage"]]
+        if stage.reset_reference and self.reference is not None:
+            self.reference.load_state_dict(dist.unwrap(self.policy).state_dict())
+        if stage.reset_optimizer:
+            self.optimizer = self._new_optimizer()
+
+    def checkpoint(self) -> Path | None:
+        folder = None
+        if dist.is_main():
+            folder = save_checkpoint(self.run_dir, self.state["step"], dist.unwrap(self.policy), self.tokenizer,
+                                     self.optimizer, self.state, self.reference, self.config.checkpoint.keep_last)
+        dist.barrier()
+        return folder
+
+    def close(self) -> None:
+        self.scorer.close()
+        self.llm.close()
+        if self.log is not None:
+            self.log.close()
+
+
+def _logprob_gap_sum(samples: list) -> float:
+    """Sum over sampled tokens of |engine log-prob − trainer log-prob| (divided by the token count, the
+    per-token gap: how far the rollout engine's numbers are from the policy being trained)."""
+    return sum(float((s.rollout_logp - s.old_logp).abs().sum()) for s in samples
+               if s.rollout_logp is not None and s.old_logp is not None)

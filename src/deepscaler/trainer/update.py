@@ -1,0 +1,121 @@
+"""The policy update of one training step: mini-batches of whole groups, micro-batches by token budget,
+gradient accumulation with the mini-batch's global normaliser, clipping, and a guarded optimizer step."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+
+import torch
+
+from deepscaler.algorithms import entropy_from_logits, grpo_loss, token_logprobs, truncated_is_weights
+from deepscaler.trainer import distributed as dist
+from deepscaler.trainer.config import TrainConfig
+from deepscaler.trainer.sequences import Sample, collate, pack
+
+
+def minibatch_groups(num_groups: int, mini_batches: int, seed: int) -> list[list[int]]:
+    """Global group ids per mini-batch: one seeded shuffle, then equal consecutive slices.
+
+    Every rank computes the same split, so which samples share a mini-batch does not depend on the
+    number of ranks (each rank trains on its own groups of each mini-batch)."""
+    order = list(range(num_groups))
+    random.Random(seed).shuffle(order)
+    size = math.ceil(num_groups / mini_batches)
+    return [sorted(order[i : i + size]) for i in range(0, num_groups, size)]
+
+
+def update_policy(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, samples: Sequence[Sample], num_groups: int,
+    config: TrainConfig, max_response_tokens: int, pad_id: int, temperature: float, seed: int,
+) -> dict[str, float]:
+    """Run optim.epochs × optim.mini_batches optimizer steps on this rank's samples; returns mean metrics.
+
+    A non-finite loss or gradient norm skips that optimizer step (counted in `bad_steps`)."""
+    by_group: dict[int, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        by_group[sample.group].append(sample)
+    totals: dict[str, float] = defaultdict(float)
+    steps = 0
+    for epoch in range(config.optim.epochs):
+        for groups in minibatch_groups(num_groups, config.optim.mini_batches, seed * 1000 + epoch):
+            chunk = [s for g in groups for s in by_group.get(g, [])]
+            metrics = _optimizer_step(model, optimizer, chunk, config, max_response_tokens, pad_id, temperature)
+            for key, value in metrics.items():
+                totals[key] += value
+            steps += 1
+    return {key: value / steps if key != "bad_steps" else value for key, value in totals.items()}
+
+
+def _optimizer_step(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, samples: list[Sample], config: TrainConfig,
+    max_response_tokens: int, pad_id: int, temperature: float,
+) -> dict[str, float]:
+    algo = config.algorithm
+    masks = [_response_mask(s, algo.mask_truncated) for s in samples]
+    local = {"global_tokens": sum(int(m.sum()) for m in masks), "global_seqs": sum(int(m.any()) for m in masks)}
+    norms = dist.all_reduce_sum(local)  # the whole mini-batch, across ranks
+    # DDP averages gradients over ranks; the loss is normalised by global counts, so undo the average.
+    scale = float(dist.world_size())
+    optimizer.zero_grad(set_to_none=True)
+    sums: dict[str, float] = defaultdict(float)
+    micro = pack(samples, config.optim.micro_batch_tokens) if samples else []
+    # Every rank must run the same number of backward passes (DDP synchronises on the last one).
+    count = dist.all_reduce_max(len(micro))
+    for k in range(count):
+        with dist.accumulation_context(model, last=k == count - 1):
+            if k >= len(micro):
+                _zero_backward(model, pad_id)
+                continue
+            metrics, tokens = _micro_step(model, [samples[i] for i in micro[k]], config, norms, max_response_tokens,
+                                          pad_id, temperature, scale)
+        for key, value in metrics.items():
+            sums[key] += value * tokens / max(norms["global_tokens"], 1)  # token-weighted means
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip))
+    finite = math.isfinite(grad_norm) and all(math.isfinite(v) for v in sums.values())
+    if dist.world_size() > 1:
+        finite = bool(dist.all_reduce_sum({"ok": int(finite)})["ok"] == dist.world_size())
+    if finite:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {**sums, "grad_norm": grad_norm, "bad_steps": 0.0 if finite else 1.0}
+
+
+def _micro_step(
+    model: torch.nn.Module, chunk: list[Sample], config: TrainConfig, norms: dict[str, float],
+    max_response_tokens: int, pad_id: int, temperature: float, scale: float,
+) -> tuple[dict[str, float], float]:
+    algo = config.algorithm
+    batch = collate(chunk, pad_id)
+    mask = batch["mask"]
+    if algo.mask_truncated:
+        mask = mask * torch.tensor([0.0 if s.truncated else 1.0 for s in chunk]).unsqueeze(1)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    logits = logits[:, :-1]
+    logp = token_logprobs(logits, batch["input_ids"][:, 1:], temperature)
+    entropy = entropy_from_logits(logits, temperature) if algo.entropy_coef else None
+    is_weights = None
+    if algo.is_correction:
+        is_weights, _ = truncated_is_weights(batch["old_logp"], batch["rollout_logp"], mask, cap=algo.is_cap)
+    loss, metrics = grpo_loss(
+        logp, batch["old_logp"], batch["advantages"], mask, clip_low=algo.clip_low, clip_high=algo.clip_high,
+        dual_clip=algo.dual_clip, ref_logp=batch["ref_logp"] if algo.kl_coef else None, kl_coef=algo.kl_coef,
+        kl_kind=algo.kl_kind, kl_clamp=algo.kl_clamp, entropy=entropy, entropy_coef=algo.entropy_coef,
+        is_weights=is_weights, agg=algo.loss_agg, global_tokens=max(norms["global_tokens"], 1),
+        global_seqs=max(norms["global_seqs"], 1), max_response_length=max_response_tokens,
+    )
+    (loss * scale).backward()
+    return metrics, float(mask.sum())
+
+
+def _zero_backward(model: torch.nn.Module, pad_id: int) -> None:
+    """A backward pass that adds nothing, for a rank with fewer micro-batches than the others."""
+    ids = torch.full((1, 2), pad_id, dtype=torch.long)
+    (model(input_ids=ids, use_cache=False).logits.sum() * 0.0).backward()
+
+
+def _response_mask(sample: Sample, mask_truncated: bool) -> torch.Tensor:
+    keep = 0.0 if (mask_truncated and sample.truncated) else 1.0
+    return torch.full((len(sample.response),), keep)
