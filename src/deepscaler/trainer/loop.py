@@ -175,7 +175,7 @@ class Trainer:
         self.state.update(step=step, steps_in_stage=self.state["steps_in_stage"] + 1, sampler=self.sampler.state())
         self.state["truncation"].append(totals["truncated"] / n)
         metrics = {
-            "step": step, "stage": self.state["stage"], "stage/name": stage.name,
+            "step": step, "stage": self.state["stage"], "stage/name": stage.name, "world_size": dist.world_size(),
             "stage/max_response_tokens": stage.max_response_tokens,
             "reward/mean": totals["reward"] / n, "accuracy": totals["correct"] / n,
             "response_length/mean": totals["length"] / n,

@@ -1,0 +1,53 @@
+"""A run killed with SIGKILL and resumed ends with exactly the weights of an uninterrupted run."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.trainer.conftest import train_args
+
+pytestmark = pytest.mark.slow
+
+
+def _train(args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "deepscaler.cli", "train", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def _final_weights(run_dir):
+    folder = run_dir / "checkpoints" / (run_dir / "checkpoints" / "latest").read_text().strip()
+    return load_file(str(folder / "model" / "model.safetensors"))
+
+
+def test_sigkill_then_resume_matches_uninterrupted(tiny_run_inputs, tmp_path):
+    steps = 6
+    full = _train(train_args(tiny_run_inputs, tmp_path / "full", steps))
+    assert full.wait(timeout=300) == 0, full.stdout.read()
+
+    kill_after = random.Random(os.getpid()).randint(2, steps - 1)
+    killed = _train(train_args(tiny_run_inputs, tmp_path / "killed", steps))
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= kill_after:
+            break
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert (tmp_path / "killed" / "checkpoints" / "latest").exists()
+
+    resumed = _train(["--resume", str(tmp_path / "killed")])
+    assert resumed.wait(timeout=300) == 0, resumed.stdout.read()
+    expected, actual = _final_weights(tmp_path / "full"), _final_weights(tmp_path / "killed")
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), name
+    steps_logged = [line for line in metrics.read_text().splitlines() if line]
+    assert len(steps_logged) == steps  # steps redone after the resume are not logged twice
