@@ -93,3 +93,8 @@ def test_lengths_to_mask_and_mask_truncated():
     assert mask.tolist()[2] == [True] * 4  # the input is untouched
     float_mask = mask_truncated(mask.float(), torch.tensor([True, False, False]))
     assert float_mask.dtype == torch.float32 and float_mask.sum().item() == 4.0
+
+
+def test_empty_batch():
+    adv, metrics = group_advantages(torch.zeros(0), 4)
+    assert adv.shape == (0,) and metrics["reward/mean"] == 0.0

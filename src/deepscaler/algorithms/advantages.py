@@ -23,6 +23,10 @@ def group_advantages(
     """
     if rewards.dim() != 1 or group_size < 1 or rewards.numel() % group_size:
         raise ValueError(f"rewards must be (B,) with B a multiple of group_size={group_size}, got {rewards.shape}")
+    if rewards.numel() == 0:  # e.g. dynamic sampling kept no group on this rank
+        names = ("reward/mean", "reward/std", "adv/mean", "adv/abs_max", "groups/all_equal", "groups/solve_all",
+                 "groups/solve_none")
+        return rewards.detach().float(), dict.fromkeys(names, 0.0)
     # bf16 rewards would lose the small differences the normalisation divides up.
     r = rewards.detach().to(torch.promote_types(rewards.dtype, torch.float32))
     groups = r.view(-1, group_size)

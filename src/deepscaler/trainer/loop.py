@@ -22,7 +22,7 @@ from deepscaler.trainer.checkpoint import latest_checkpoint, load_checkpoint, sa
 from deepscaler.trainer.config import StageConfig, TrainConfig
 from deepscaler.trainer.data import PromptSampler, render_prompts
 from deepscaler.trainer.metrics import MetricsLog
-from deepscaler.trainer.rollout import generate_groups, score
+from deepscaler.trainer.rollout import generate_groups, informative_groups, score
 from deepscaler.trainer.sequences import fill_logprobs
 from deepscaler.trainer.stages import stage_should_end
 from deepscaler.trainer.update import update_policy
@@ -38,6 +38,9 @@ class Trainer:
 
         from deepscaler.inference import LLM
 
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # per-file bars on every load and checkpoint are noise here
         dist.init_from_env()
         self.config, self.run_dir, self.progress = config, Path(config.out_dir), progress
         torch.manual_seed(config.seed)
@@ -116,18 +119,10 @@ class Trainer:
         step = self.state["step"] + 1
         start = time.perf_counter()
 
-        # 1. Prompts: every rank draws the same global batch and takes its own block of it.
-        prompts = self.sampler.draw(stage.prompts_per_step)
-        per_rank = len(prompts) // dist.world_size()
-        first = dist.rank() * per_rank
-        mine = prompts[first : first + per_rank]
-
-        # 2. Sample a group of responses per prompt; 3. score them with the verifier.
-        samples, texts, golds = generate_groups(self.llm, mine, first, stage, config.rollout, config.seed, step)
-        times["generate"] = time.perf_counter() - start
-        mark = time.perf_counter()
-        score_stats = score(samples, texts, golds, self.scorer)
-        times["score"] = time.perf_counter() - mark
+        # 1-3. Prompts (every rank draws the same global batch and takes its block), a group of responses
+        # per prompt, scored by the verifier.
+        samples, score_stats = self._collect_rollouts(stage, step, times)
+        num_groups = stage.prompts_per_step
         accuracy = [s.reward for s in samples]
         if config.algorithm.overlong_cache:
             lengths = torch.tensor([len(s.response) for s in samples], dtype=torch.float32)
@@ -154,7 +149,7 @@ class Trainer:
 
         # 6. Policy update; 7. push the new weights to the rollout engine.
         mark = time.perf_counter()
-        update = update_policy(self.policy, self.optimizer, samples, len(prompts), config,
+        update = update_policy(self.policy, self.optimizer, samples, num_groups, config,
                                stage.max_response_tokens, self.pad_id, temperature, seed=config.seed * 7919 + step)
         times["update"] = time.perf_counter() - mark
         mark = time.perf_counter()
@@ -193,6 +188,38 @@ class Trainer:
         return metrics
 
     # -- pieces of a step -----------------------------------------------------------------------------
+    def _collect_rollouts(self, stage: StageConfig, step: int, times: dict[str, float]) -> tuple[list, dict]:
+        """This rank's scored samples; with dynamic sampling, only informative groups, refilled from more
+        prompts for up to algorithm.max_sampling_rounds rounds."""
+        per_rank = stage.prompts_per_step // dist.world_size()
+        first = dist.rank() * per_rank
+        kept: list = []
+        stats: dict[str, float] = {"score/timeouts": 0.0, "score/no_answer": 0.0, "sampling/rounds": 0.0}
+        rounds = self.config.algorithm.max_sampling_rounds if self.config.algorithm.dynamic_sampling else 1
+        for round_ in range(rounds):
+            prompts = self.sampler.draw(stage.prompts_per_step)[first : first + per_rank]
+            mark = time.perf_counter()
+            samples, texts, golds = generate_groups(self.llm, prompts, first, stage, self.config.rollout,
+                                                    self.config.seed, step, round_)
+            times["generate"] = times.get("generate", 0.0) + time.perf_counter() - mark
+            mark = time.perf_counter()
+            for key, value in score(samples, texts, golds, self.scorer).items():
+                stats[key] += value
+            times["score"] = times.get("score", 0.0) + time.perf_counter() - mark
+            stats["sampling/rounds"] += 1
+            stats["sampling/accuracy"] = sum(s.reward for s in samples) / max(len(samples), 1)
+            if not self.config.algorithm.dynamic_sampling:
+                return samples, stats
+            kept += informative_groups(samples)
+            if len(kept) >= per_rank:
+                break
+        kept = kept[:per_rank]
+        stats["sampling/kept_groups"] = float(len(kept))
+        for index, group in enumerate(kept):  # renumber: group ids are positions in the global batch
+            for sample in group:
+                sample.group = first + index
+        return [sample for group in kept for sample in group], stats
+
     def _sync_weights(self) -> None:
         self.llm.update_weights(dist.unwrap(self.policy).state_dict())
 

@@ -54,3 +54,12 @@ def score(samples: list[Sample], texts: list[str], golds: list[list[str]], score
         sample.reward = reward
     stats = scorer.stats
     return {"score/timeouts": float(stats.timeouts), "score/no_answer": float(stats.no_answer)}
+
+
+def informative_groups(samples: list[Sample]) -> list[list[Sample]]:
+    """Groups whose rewards are not all equal (DAPO's dynamic sampling keeps only these: an all-equal
+    group has zero advantage everywhere and teaches nothing)."""
+    groups: dict[int, list[Sample]] = {}
+    for sample in samples:
+        groups.setdefault(sample.group, []).append(sample)
+    return [members for members in groups.values() if len({m.reward for m in members}) > 1]
