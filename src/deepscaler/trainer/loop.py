@@ -35,10 +35,9 @@ class TrainingAborted(RuntimeError):
 class Trainer:
     def __init__(self, config: TrainConfig, resume: bool = False, progress: Any = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
 
         from deepscaler.inference import LLM
-
-        from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # per-file bars on every load and checkpoint are noise here
         dist.init_from_env()
