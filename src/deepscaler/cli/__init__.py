@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("generate", "sample completions for prompts, streamed as JSON lines"),
     "eval": ("eval", "pass@1 over k samples (and pass@k, maj@k) on math benchmarks"),
     "train": ("train", "GRPO training with iterative context lengthening"),
+    "plot": ("plot", "training curves of a run as PNG, stage boundaries marked"),
     "compare": ("compare", "per-benchmark deltas between two evaluation runs, with bootstrap intervals"),
 }
 

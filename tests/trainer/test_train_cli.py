@@ -1,0 +1,54 @@
+"""`deepscaler train` end to end on a tiny model: two stages, metrics, checkpoints, plot, bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.trainer.conftest import train_args
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "deepscaler.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_two_stages_metrics_checkpoint_and_plot(tiny_run_inputs, tmp_path):
+    out = tmp_path / "run"
+    extra = ["stages.1.name=long", "stages.1.max_steps=2", "stages.1.prompts_per_step=4",
+             "stages.1.samples_per_prompt=4", "stages.1.max_response_tokens=48", "validation.every_steps=2"]
+    result = run_cli("train", *train_args(tiny_run_inputs, out, steps=2, extra=extra))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["stage"] for m in metrics] == [0, 0, 1, 1]
+    assert [m["stage/max_response_tokens"] for m in metrics] == [24, 24, 48, 48]
+    assert all(m["response_length/max"] <= m["stage/max_response_tokens"] for m in metrics)
+    assert all(abs(m["rollout/logprob_gap"]) < 1e-3 for m in metrics)  # engine and trainer agree
+    assert "val/pass@1" in metrics[1] and "val/pass@1" in metrics[3]
+    for key in ("accuracy", "truncation_ratio", "actor/kl", "actor/entropy", "actor/clip_frac", "actor/grad_norm",
+                "tokens_per_second", "time/generate", "time/score", "time/update", "groups/solve_none"):
+        assert key in metrics[0], key
+    assert (out / "config.yaml").is_file()
+    latest = (out / "checkpoints" / "latest").read_text().strip()
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(out / "checkpoints" / latest / "model")  # Hugging Face format
+    plotted = run_cli("plot", str(out))
+    assert plotted.returncode == 0 and (out / "plots" / "training.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lrr=1", "unknown key optim.lrr"),
+        ("stages.0.prompts_per_step=3", "not divisible into optim.mini_batches=2"),
+        ("optim.micro_batch_tokens=8", "micro_batch_tokens must hold"),
+    ],
+)
+def test_bad_config_fails_at_start_naming_the_key(tiny_run_inputs, tmp_path, override, message):
+    result = run_cli("train", *train_args(tiny_run_inputs, tmp_path / "bad", extra=[override]), timeout=120)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
