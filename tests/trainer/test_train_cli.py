@@ -52,3 +52,14 @@ def test_bad_config_fails_at_start_naming_the_key(tiny_run_inputs, tmp_path, ove
     result = run_cli("train", *train_args(tiny_run_inputs, tmp_path / "bad", extra=[override]), timeout=120)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_non_finite_updates_are_skipped_then_abort(tiny_run_inputs, tmp_path):
+    out = tmp_path / "run"
+    # A learning rate this large blows the weights up after the first optimizer step: the next losses are inf.
+    args = train_args(tiny_run_inputs, out, steps=6, extra=["optim.lr=1e12", "optim.max_bad_steps=2"])
+    result = run_cli("train", *args)
+    assert result.returncode == 2
+    assert "non-finite loss or gradient norm; update skipped" in result.stdout
+    assert "2 steps in a row with non-finite updates" in result.stderr and "Traceback" not in result.stderr
+    assert (out / "checkpoints" / "latest").is_file()
