@@ -23,6 +23,15 @@ def init_from_env() -> bool:
     return True
 
 
+def device() -> torch.device:
+    """This rank's device: its GPU (LOCAL_RANK) when there are GPUs, else the CPU."""
+    if torch.cuda.is_available():
+        index = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
+    return torch.device("cpu")
+
+
 def shutdown() -> None:
     if torch_dist.is_initialized():
         torch_dist.destroy_process_group()
@@ -82,7 +91,8 @@ def wrap(model: torch.nn.Module, strategy: str = "ddp") -> torch.nn.Module:
             fully_shard(layer)
         fully_shard(model)
         return model
-    return torch.nn.parallel.DistributedDataParallel(model)
+    ids = [model.device.index] if model.device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

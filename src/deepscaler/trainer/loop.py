@@ -45,8 +45,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(config.model.path)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        dtype = getattr(torch, config.model.dtype)
-        policy = AutoModelForCausalLM.from_pretrained(config.model.path, dtype=dtype)
+        # Parameters stay float32 (the optimizer's master copy); model.dtype=bfloat16 computes under autocast.
+        policy = AutoModelForCausalLM.from_pretrained(config.model.path, dtype=torch.float32).to(dist.device())
         if config.model.gradient_checkpointing:
             policy.gradient_checkpointing_enable()
         self.reference = copy.deepcopy(policy).eval().requires_grad_(False) if config.algorithm.kl_coef else None
@@ -141,9 +141,10 @@ class Trainer:
         mark = time.perf_counter()
         temperature = config.rollout.temperature
         budget = config.optim.micro_batch_tokens
-        fill_logprobs(dist.unwrap(self.policy), samples, "old_logp", temperature, budget, self.pad_id)
+        dtype = config.model.dtype
+        fill_logprobs(dist.unwrap(self.policy), samples, "old_logp", temperature, budget, self.pad_id, dtype)
         if self.reference is not None:
-            fill_logprobs(self.reference, samples, "ref_logp", temperature, budget, self.pad_id)
+            fill_logprobs(self.reference, samples, "ref_logp", temperature, budget, self.pad_id, dtype)
         times["logprobs"] = time.perf_counter() - mark
 
         # 6. Policy update; 7. push the new weights to the rollout engine.

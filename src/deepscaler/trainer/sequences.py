@@ -71,23 +71,26 @@ def collate(samples: Seq[Sample], pad_id: int) -> dict[str, torch.Tensor]:
     return batch
 
 
-def response_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                      temperature: float) -> torch.Tensor:
-    """log p(token_t | tokens_<t) of every predicted position, logits scaled by the sampling temperature."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
-    return token_logprobs(logits[:, :-1], input_ids[:, 1:], temperature)
+def forward_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor], compute_dtype: str = "float32"):
+    """Logits of a collated batch on the model's device; bfloat16 compute runs under autocast, so the
+    parameters (and the optimizer's view of them) stay float32."""
+    device = next(model.parameters()).device
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=compute_dtype == "bfloat16"):
+        return model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                     use_cache=False).logits.float()
 
 
 @torch.no_grad()
 def fill_logprobs(model: torch.nn.Module, samples: Seq[Sample], attribute: str, temperature: float,
-                  token_budget: int, pad_id: int) -> None:
+                  token_budget: int, pad_id: int, compute_dtype: str = "float32") -> None:
     """Set `sample.<attribute>` (one value per response token) for every sample, micro-batch by micro-batch."""
     was_training = model.training
     model.eval()
     for indices in pack(samples, token_budget):
         chunk = [samples[i] for i in indices]
         batch = collate(chunk, pad_id)
-        logp = response_logprobs(model, batch["input_ids"], batch["attention_mask"], temperature)
+        logits = forward_logits(model, batch, compute_dtype)
+        logp = token_logprobs(logits[:, :-1], batch["input_ids"][:, 1:].to(logits.device), temperature).cpu()
         for row, sample in enumerate(chunk):
             start = len(sample.prompt) - 1
             setattr(sample, attribute, logp[row, start : start + len(sample.response)].float().clone())

@@ -13,7 +13,7 @@ import torch
 from deepscaler.algorithms import entropy_from_logits, grpo_loss, token_logprobs, truncated_is_weights
 from deepscaler.trainer import distributed as dist
 from deepscaler.trainer.config import TrainConfig
-from deepscaler.trainer.sequences import Sample, collate, pack
+from deepscaler.trainer.sequences import Sample, collate, forward_logits, pack
 
 
 def minibatch_groups(num_groups: int, mini_batches: int, seed: int) -> list[list[int]]:
@@ -88,12 +88,13 @@ def _micro_step(
     max_response_tokens: int, pad_id: int, temperature: float, scale: float,
 ) -> tuple[dict[str, float], float]:
     algo = config.algorithm
+    device = next(model.parameters()).device
     batch = collate(chunk, pad_id)
+    logits = forward_logits(model, batch, config.model.dtype)[:, :-1]
+    batch = {key: value.to(device) for key, value in batch.items()}
     mask = batch["mask"]
     if algo.mask_truncated:
-        mask = mask * torch.tensor([0.0 if s.truncated else 1.0 for s in chunk]).unsqueeze(1)
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-    logits = logits[:, :-1]
+        mask = mask * torch.tensor([0.0 if s.truncated else 1.0 for s in chunk], device=device).unsqueeze(1)
     logp = token_logprobs(logits, batch["input_ids"][:, 1:], temperature)
     entropy = entropy_from_logits(logits, temperature) if algo.entropy_coef else None
     is_weights = None
@@ -112,7 +113,7 @@ def _micro_step(
 
 def _zero_backward(model: torch.nn.Module, pad_id: int) -> None:
     """A backward pass that adds nothing, for a rank with fewer micro-batches than the others."""
-    ids = torch.full((1, 2), pad_id, dtype=torch.long)
+    ids = torch.full((1, 2), pad_id, dtype=torch.long, device=next(model.parameters()).device)
     (model(input_ids=ids, use_cache=False).logits.sum() * 0.0).backward()
 
 
