@@ -14,9 +14,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("model", "create a small randomly initialised model folder (model new)"),
     "generate": ("generate", "sample completions for prompts, streamed as JSON lines"),
     "eval": ("eval", "pass@1 over k samples (and pass@k, maj@k) on math benchmarks"),
+    "serve": ("serve", "an OpenAI-compatible HTTP server for a model"),
     "train": ("train", "GRPO training with iterative context lengthening"),
     "plot": ("plot", "training curves of a run as PNG, stage boundaries marked"),
     "compare": ("compare", "per-benchmark deltas between two evaluation runs, with bootstrap intervals"),
+    "data": ("data", "training data: prepare (curate problem sets into one file), convert (deepscaler <-> verl)"),
 }
 
 

@@ -73,15 +73,21 @@ def _generate_and_grade(args: argparse.Namespace, settings) -> Path:
 
     for benchmark in settings.benchmarks:  # fail on a bad name before paying for loading the model
         resolve(benchmark, settings.data_dir)
-    if args.endpoint:
-        raise UsageError("--endpoint needs the remote engine, which is not built yet")
-    name = Path(args.model).name
-    out = args.out or Path("runs") / f"eval-{name}"
+    from deepscaler.inference.remote import RemoteError, RemoteLLM
+
     try:
-        llm = LLM(model=args.model, engine=args.engine, seed=args.seed)
+        if args.endpoint:
+            llm = RemoteLLM(args.endpoint, model=args.served_model_name, concurrency=args.concurrency)
+            model = {"name": llm.model, "endpoint": args.endpoint, "engine": "remote"}
+        else:
+            llm = LLM(model=args.model, engine=args.engine, seed=args.seed)
+            model = {"name": Path(args.model).name, "path": str(args.model), "engine": args.engine}
     except (FileNotFoundError, RuntimeError, ValueError, OSError) as error:
         raise UsageError(str(error)) from None
+    out = args.out or Path("runs") / f"eval-{model['name']}"
     with llm:
-        run_eval(llm, settings, out, model={"name": name, "path": str(args.model), "engine": args.engine},
-                 workers=args.workers)
+        try:
+            run_eval(llm, settings, out, model=model, workers=args.workers)
+        except RemoteError as error:
+            raise UsageError(str(error)) from None
     return out

@@ -1,0 +1,103 @@
+"""Concurrent requests batched onto one engine: a worker thread drains a queue into engine.generate calls.
+
+Requests that arrive while a batch runs wait (at most one batch) and go together into the next one, so
+64 clients cost a few batched engine calls rather than 64 sequential ones. Token callbacks, when the
+engine offers them, feed streaming responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from deepscaler.inference.outputs import CompletionOutput
+from deepscaler.inference.params import SamplingParams
+
+TokenCallback = Callable[[int, int], None]  # (completion index, token id)
+
+
+@dataclass
+class Job:
+    prompt_ids: list[int]
+    params: SamplingParams
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+    on_token: TokenCallback | None = None
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+class Batcher:
+    def __init__(self, engine: Any, max_batch: int = 64, wait_seconds: float = 0.005) -> None:
+        self.engine, self.max_batch, self.wait_seconds = engine, max_batch, wait_seconds
+        self.streams_tokens = "on_token" in inspect.signature(engine.generate).parameters
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._serve, name="deepscaler-batcher", daemon=True)
+        self._thread.start()
+
+    async def submit(self, prompt_ids: list[int], params: SamplingParams,
+                     on_token: TokenCallback | None = None) -> list[CompletionOutput]:
+        loop = asyncio.get_running_loop()
+        job = Job(prompt_ids, params, loop, loop.create_future(), on_token)
+        self._queue.put(job)
+        return await job.future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _serve(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs = [job]
+            deadline = time.monotonic() + self.wait_seconds
+            while len(jobs) < self.max_batch:
+                try:
+                    more = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    break
+                jobs.append(more)
+            self._run(jobs)
+
+    def _run(self, jobs: list[Job]) -> None:
+        kwargs = {}
+        if self.streams_tokens:
+            def on_token(request: int, index: int, token: int) -> None:
+                callback = jobs[request].on_token
+                if callback is not None:
+                    jobs[request].loop.call_soon_threadsafe(callback, index, token)
+
+            kwargs["on_token"] = on_token
+        try:
+            results = self.engine.generate([j.prompt_ids for j in jobs], [j.params for j in jobs], **kwargs)
+        except Exception as error:  # one bad batch must not take the server down: each request gets the error
+            if len(jobs) > 1:  # find the culprit: rerun one by one
+                for job in jobs:
+                    self._run([job])
+                return
+            _resolve(jobs[0], error=error)
+            return
+        for job, outputs in zip(jobs, results):
+            _resolve(job, outputs=outputs)
+
+
+def _resolve(job: Job, outputs: list[CompletionOutput] | None = None, error: Exception | None = None) -> None:
+    def finish() -> None:
+        if job.future.done():
+            return
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(outputs)
+
+    job.loop.call_soon_threadsafe(finish)
