@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("model", "create a small randomly initialised model folder (model new)"),
     "generate": ("generate", "sample completions for prompts, streamed as JSON lines"),
     "eval": ("eval", "pass@1 over k samples (and pass@k, maj@k) on math benchmarks"),
+    "chat": ("chat", "talk to a model in the terminal, tokens streamed, <think> dimmed"),
     "serve": ("serve", "an OpenAI-compatible HTTP server for a model"),
     "train": ("train", "GRPO training with iterative context lengthening"),
     "plot": ("plot", "training curves of a run as PNG, stage boundaries marked"),
