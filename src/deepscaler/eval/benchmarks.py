@@ -27,7 +27,7 @@ REGISTRY: dict[str, str] = {
 DEFAULT_BENCHMARKS = ("aime2024", "math500", "amc2023", "minerva", "olympiadbench")
 DATA_DIR_ENV = "DEEPSCALER_DATA_DIR"
 _PROBLEM_FIELDS = ("problem", "question", "prompt")
-_ANSWER_FIELDS = ("answer", "ground_truth", "final_answer")
+_ANSWER_FIELDS = ("answers", "answer", "ground_truth", "final_answer")  # "answers": every acceptable form
 _GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.S)
 
 
