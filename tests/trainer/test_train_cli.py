@@ -63,3 +63,12 @@ def test_non_finite_updates_are_skipped_then_abort(tiny_run_inputs, tmp_path):
     assert "non-finite loss or gradient norm; update skipped" in result.stdout
     assert "2 steps in a row with non-finite updates" in result.stderr and "Traceback" not in result.stderr
     assert (out / "checkpoints" / "latest").is_file()
+
+
+def test_single_update_per_step_uses_the_update_forward_as_old_policy(tiny_run_inputs, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("train", *train_args(tiny_run_inputs, out, steps=2, extra=["optim.mini_batches=1"]))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 < m["rollout/logprob_gap"] < 1e-3 for m in metrics)  # measured inside the update
+    assert all(abs(m["actor/ratio_mean"] - 1) < 1e-6 for m in metrics)  # on-policy: ratio exactly 1

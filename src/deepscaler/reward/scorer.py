@@ -63,6 +63,11 @@ class RewardScorer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def start(self) -> RewardScorer:
+        """Start the worker processes now rather than on the first batch that needs SymPy."""
+        self._start_workers()
+        return self
+
     def close(self) -> None:
         for worker in self._workers:
             worker.kill()

@@ -55,7 +55,7 @@ class Trainer:
         self.sampler, self.validation = self._load_data()
         engine_options = {"kv_cache_gb": config.rollout.kv_cache_gb} if config.rollout.engine == "builtin" else {}
         self.llm = LLM(model=config.model.path, engine=config.rollout.engine, seed=config.seed, **engine_options)
-        self.scorer = RewardScorer(workers=2)
+        self.scorer = RewardScorer(workers=2).start()  # so no training step pays their start-up
         self.log = MetricsLog(self.run_dir, config.tensorboard) if dist.is_main() else None
         self.state: dict[str, Any] = {"step": 0, "stage": 0, "steps_in_stage": 0, "truncation": [],
                                       "validation": [], "bad_streak": 0, "stage_starts": [0]}
@@ -142,7 +142,11 @@ class Trainer:
         temperature = config.rollout.temperature
         budget = config.optim.micro_batch_tokens
         dtype = config.model.dtype
-        fill_logprobs(dist.unwrap(self.policy), samples, "old_logp", temperature, budget, self.pad_id, dtype)
+        # With one optimizer step per training step the old policy is the current one: its log-probs come
+        # free with the update's own forward (as TRL does), and a separate pass is skipped.
+        single_update = config.optim.mini_batches * config.optim.epochs == 1 and not config.algorithm.is_correction
+        if not single_update:
+            fill_logprobs(dist.unwrap(self.policy), samples, "old_logp", temperature, budget, self.pad_id, dtype)
         if self.reference is not None:
             fill_logprobs(self.reference, samples, "ref_logp", temperature, budget, self.pad_id, dtype)
         times["logprobs"] = time.perf_counter() - mark
@@ -162,7 +166,8 @@ class Trainer:
         truncated = [float(s.truncated) for s in samples]
         totals = dist.all_reduce_sum({
             "n": len(samples), "correct": sum(accuracy), "reward": sum(s.reward for s in samples),
-            "length": sum(lengths), "truncated": sum(truncated), "gap": _logprob_gap_sum(samples),
+            "length": sum(lengths), "truncated": sum(truncated),
+            "gap": update.pop("logprob_gap_sum", None) or _logprob_gap_sum(samples),
             "tokens": sum(lengths) + sum(len(s.prompt) for s in samples),
         })
         n = max(totals["n"], 1)

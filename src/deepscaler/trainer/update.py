@@ -72,7 +72,7 @@ def _optimizer_step(
             metrics, tokens = _micro_step(model, [samples[i] for i in micro[k]], config, norms, max_response_tokens,
                                           pad_id, temperature, scale)
         for key, value in metrics.items():
-            sums[key] += value * tokens / max(norms["global_tokens"], 1)  # token-weighted means
+            sums[key] += value if key.endswith("_sum") else value * tokens / max(norms["global_tokens"], 1)
     grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip))
     finite = math.isfinite(grad_norm) and all(math.isfinite(v) for v in sums.values())
     if dist.world_size() > 1:
@@ -89,6 +89,7 @@ def _micro_step(
 ) -> tuple[dict[str, float], float]:
     algo = config.algorithm
     device = next(model.parameters()).device
+    on_policy = chunk[0].old_logp is None  # a single update per step: the old policy is the current one
     batch = collate(chunk, pad_id)
     logits = forward_logits(model, batch, config.model.dtype)[:, :-1]
     batch = {key: value.to(device) for key, value in batch.items()}
@@ -96,18 +97,21 @@ def _micro_step(
     if algo.mask_truncated:
         mask = mask * torch.tensor([0.0 if s.truncated else 1.0 for s in chunk], device=device).unsqueeze(1)
     logp = token_logprobs(logits, batch["input_ids"][:, 1:], temperature)
+    old_logp = logp.detach() if on_policy else batch["old_logp"]
     entropy = entropy_from_logits(logits, temperature) if algo.entropy_coef else None
     is_weights = None
     if algo.is_correction:
-        is_weights, _ = truncated_is_weights(batch["old_logp"], batch["rollout_logp"], mask, cap=algo.is_cap)
+        is_weights, _ = truncated_is_weights(old_logp, batch["rollout_logp"], mask, cap=algo.is_cap)
     loss, metrics = grpo_loss(
-        logp, batch["old_logp"], batch["advantages"], mask, clip_low=algo.clip_low, clip_high=algo.clip_high,
+        logp, old_logp, batch["advantages"], mask, clip_low=algo.clip_low, clip_high=algo.clip_high,
         dual_clip=algo.dual_clip, ref_logp=batch["ref_logp"] if algo.kl_coef else None, kl_coef=algo.kl_coef,
         kl_kind=algo.kl_kind, kl_clamp=algo.kl_clamp, entropy=entropy, entropy_coef=algo.entropy_coef,
         is_weights=is_weights, agg=algo.loss_agg, global_tokens=max(norms["global_tokens"], 1),
         global_seqs=max(norms["global_seqs"], 1), max_response_length=max_response_tokens,
     )
     (loss * scale).backward()
+    if on_policy:  # the engine-vs-trainer gap, measured here since no separate old-log-prob pass ran
+        metrics["logprob_gap_sum"] = float(((batch["rollout_logp"] - old_logp).abs() * batch["mask"]).sum())
     return metrics, float(mask.sum())
 
 
