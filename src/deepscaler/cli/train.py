@@ -22,6 +22,8 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides)
     config_path = args.config
+    if not args.config and not args.resume and not any(o.startswith("model.path=") for o in overrides):
+        return _embedded(args, overrides)
     if args.resume:
         config_path = args.resume / "config.yaml"
         if not config_path.is_file():
@@ -54,3 +56,21 @@ def _printer():
               f"gap {metrics['rollout/logprob_gap']:.1e} {metrics['time/step']:.1f}s", flush=True)
 
     return show
+
+
+def _embedded(args: argparse.Namespace, overrides: list[str]) -> int:
+    """No model given: the embedded default, the whole recipe in miniature on this machine."""
+    import json
+
+    from deepscaler.config import ConfigError
+    from deepscaler.recipes.embedded import run_embedded
+
+    out = Path(args.out or "runs/embedded")
+    try:
+        summary = run_embedded(out, overrides)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+    sft, final = summary["eval"]["sft"]["pass@1"], summary["eval"]["final"]["pass@1"]
+    print(json.dumps({"held-out pass@1": {"sft": round(sft, 3), "final": round(final, 3)},
+                      "minutes": round(summary["wall_seconds"] / 60, 1), "report": str(out / "report.md")}))
+    return 0

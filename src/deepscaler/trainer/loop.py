@@ -33,7 +33,8 @@ class TrainingAborted(RuntimeError):
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, resume: bool = False, progress: Any = None) -> None:
+    def __init__(self, config: TrainConfig, resume: bool = False, progress: Any = None,
+                 on_stage_end: Any = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as transformers_logging
 
@@ -42,6 +43,7 @@ class Trainer:
         transformers_logging.disable_progress_bar()  # per-file bars on every load and checkpoint are noise here
         dist.init_from_env()
         self.config, self.run_dir, self.progress = config, Path(config.out_dir), progress
+        self.on_stage_end = on_stage_end  # called as on_stage_end(trainer, stage) when a stage ends
         torch.manual_seed(config.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(config.model.path)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -263,8 +265,11 @@ class Trainer:
 
     def _next_stage(self, reason: str) -> None:
         config = self.config
+        ended = config.stages[self.state["stage"]]
         if dist.is_main():
-            print(f"stage {config.stages[self.state['stage']].name} ended at step {self.state['step']}: {reason}")
+            print(f"stage {ended.name} ended at step {self.state['step']}: {reason}")
+        if self.on_stage_end is not None:
+            self.on_stage_end(self, ended)
         self.state.update(stage=self.state["stage"] + 1, steps_in_stage=0, truncation=[], validation=[])
         self.state["stage_starts"].append(self.state["step"])
         if self.state["stage"] >= len(config.stages):
