@@ -10,7 +10,8 @@ class SamplingParams:
     """How to sample completions; the names and meanings follow vLLM's class of the same name.
 
     temperature: 0 means greedy decoding; otherwise logits are divided by it before sampling.
-    top_p: nucleus sampling, keeps the smallest set of tokens whose probability reaches top_p (0 < top_p <= 1).
+    top_p: nucleus sampling, keeps the smallest set of tokens whose probability reaches top_p
+        (0 < top_p <= 1).
     top_k: keeps the k most likely tokens; -1 (or 0) keeps all.
     max_tokens: the most new tokens a completion may have; reaching it ends with finish_reason "length".
     n: completions per prompt.

