@@ -57,6 +57,7 @@ def test_streaming_equals_non_streaming(client):
             pieces.append(delta.content)
         finish = chunk.choices[0].finish_reason or finish
     assert "".join(pieces) == whole.message.content and finish == whole.finish_reason
+    assert len(pieces) > 3  # token by token, not one block at the end
 
 
 def test_bad_requests_get_4xx_and_server_keeps_serving(client, served_model):
