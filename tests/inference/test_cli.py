@@ -58,8 +58,8 @@ def test_generate_from_a_jsonl_file_to_stdout(tmp_path: Path, tiny_model_dir: Pa
         {"prompt_token_ids": [5, 6, 7]},
     ]
     prompts.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
-    run = cli("generate", "--model", str(tiny_model_dir), "--file", str(prompts), "--temperature", "0.8",
-              "--seed", "4", "--max-tokens", "5", "--batch-size", "3")
+    run = cli("generate", "--model", str(tiny_model_dir), "--engine", "builtin", "--file", str(prompts),
+              "--temperature", "0.8", "--seed", "4", "--max-tokens", "5", "--batch-size", "3")
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     assert [line["index"] for line in lines] == [0, 1, 2, 3]
