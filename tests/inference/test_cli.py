@@ -90,7 +90,7 @@ def test_bad_prompt_files_fail_in_one_line(tmp_path: Path, content: str, message
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--file", "missing.jsonl"], "prompt file not found: missing.jsonl"),
+    (["--file", "missing.jsonl"], "missing.jsonl: no such file"),
     (["--prompt", "x", "--top-p", "1.5"], "top_p must be in (0, 1]"),
     (["--prompt", "x", "--temperature", "-1"], "temperature must be >= 0"),
     (["--prompt", "x", "--max-tokens", "0"], "max_tokens must be >= 1"),

@@ -40,17 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def read_prompts(path: Path) -> list[dict[str, Any]]:
     """Parse a prompts JSONL file into records with one of prompt / messages / prompt_token_ids."""
-    if not path.is_file():
-        raise UsageError(f"prompt file not found: {path}")
+    from deepscaler.jsonl import JSONLError, read_jsonl
+
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UsageError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+    try:
+        for number, item in read_jsonl(path):
             if isinstance(item, str):
                 item = {"prompt": item}
             fields = ("prompt", "messages", "prompt_token_ids")
@@ -71,6 +65,8 @@ def read_prompts(path: Path) -> list[dict[str, Any]]:
             if not valid:
                 raise UsageError(f"{path}:{number}: '{keys[0]}' has the wrong type")
             records.append(item)
+    except JSONLError as error:
+        raise UsageError(str(error)) from None
     if not records:
         raise UsageError(f"{path} holds no prompts")
     return records

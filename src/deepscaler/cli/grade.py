@@ -61,20 +61,16 @@ def _grade_file(args: argparse.Namespace) -> int:
 
 
 def _read_items(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
+    from deepscaler.jsonl import JSONLError, read_jsonl
+
     items = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UsageError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+    try:
+        for number, item in read_jsonl(path):
             if not isinstance(item, dict) or "response" not in item or "answer" not in item:
                 raise UsageError(f"{path}:{number}: needs the fields `response` and `answer`")
             if not isinstance(item["response"], str):
                 raise UsageError(f"{path}:{number}: `response` must be a string")
             items.append(item)
+    except JSONLError as error:
+        raise UsageError(str(error)) from None
     return items

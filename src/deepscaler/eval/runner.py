@@ -82,33 +82,30 @@ def finish(out_dir: Path, records: Sequence[SampleRecord], config: dict, title: 
 def read_responses(path: Path) -> list[SampleRecord]:
     """Lines with `id`, `response`, `answer` (optional `benchmark`, `finish_reason`, `length`);
     several lines with one id are several samples of one problem."""
-    if not path.is_file():
-        raise EvalError(f"{path}: no such file")
+    from deepscaler.jsonl import JSONLError, read_jsonl
+
     records: list[SampleRecord] = []
     seen: dict[tuple[str, str], int] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise EvalError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-            if not isinstance(row, dict):
-                raise EvalError(f"{path}:{number}: expected an object")
-            missing = [key for key in ("id", "response", "answer") if row.get(key) is None]
-            if missing:
-                raise EvalError(f"{path}:{number}: missing {', '.join(missing)}")
-            if not isinstance(row["response"], str):
-                raise EvalError(f"{path}:{number}: response must be a string")
-            answer = row["answer"]
-            answers = [str(a) for a in answer] if isinstance(answer, list) else [str(answer)]
-            if isinstance(answer, float) and answer.is_integer():
-                answers = [str(int(answer))]
-            key = (str(row.get("benchmark", "responses")), str(row["id"]))
-            index = seen[key] = seen.get(key, -1) + 1
-            records.append(SampleRecord(key[0], key[1], index, row["response"], answers,
-                                        length=row.get("length"), finish_reason=row.get("finish_reason")))
+    try:
+        rows = list(read_jsonl(path))
+    except JSONLError as error:
+        raise EvalError(str(error)) from None
+    for number, row in rows:
+        if not isinstance(row, dict):
+            raise EvalError(f"{path}:{number}: expected an object")
+        missing = [key for key in ("id", "response", "answer") if row.get(key) is None]
+        if missing:
+            raise EvalError(f"{path}:{number}: missing {', '.join(missing)}")
+        if not isinstance(row["response"], str):
+            raise EvalError(f"{path}:{number}: response must be a string")
+        answer = row["answer"]
+        answers = [str(a) for a in answer] if isinstance(answer, list) else [str(answer)]
+        if isinstance(answer, float) and answer.is_integer():
+            answers = [str(int(answer))]
+        key = (str(row.get("benchmark", "responses")), str(row["id"]))
+        index = seen[key] = seen.get(key, -1) + 1
+        records.append(SampleRecord(key[0], key[1], index, row["response"], answers,
+                                    length=row.get("length"), finish_reason=row.get("finish_reason")))
     if not records:
         raise EvalError(f"{path}: no responses")
     return records
