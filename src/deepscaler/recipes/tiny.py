@@ -1,0 +1,138 @@
+"""The embedded default recipe's Stage 0: a tiny Qwen2 model, distilled on an imperfect teacher's traces.
+
+`prepare_stage0` builds a random tiny model, fine-tunes it on worked solutions of the synthetic
+curriculum (a share of them deliberately wrong) and measures it on held-out problems. The defaults in
+`TinyRecipeConfig` were chosen on a 2-core CPU so that this takes about three minutes and leaves a
+mediocre reasoner: right format nearly always, right answer only some of the time, and right more
+often in some of several samples than in one, which is the signal GRPO learns from.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepscaler.eval.runner import DEFAULT_PROMPT
+from deepscaler.recipes.curriculum import FAMILIES, MAX_DIFFICULTY, Problem, generate_problems, teacher_trace
+from deepscaler.recipes.sft import SFTConfig, run_sft
+
+
+def user_prompt(problem: Problem, template: str = DEFAULT_PROMPT) -> str:
+    """The user turn for a problem: the evaluation's default prompt, so SFT, RL and eval all see the same."""
+    return template.format(problem=problem["problem"])
+
+
+@dataclass
+class TinyRecipeConfig:
+    """Every choice of Stage 0 of the embedded default recipe.
+
+    sft_problems: distinct training problems the teacher solves (one trace each); error_rate: the
+    share of those traces with a deliberate slip. rl_problems / heldout_problems: sizes of the RL
+    training set and the held-out evaluation set. eval_*: how the held-out set is sampled.
+    """
+
+    preset: str = "tiny"
+    model_seed: int = 0
+    seed: int = 0
+    families: tuple[str, ...] = FAMILIES
+    difficulties: tuple[int, ...] = tuple(range(1, MAX_DIFFICULTY + 1))
+    sft_problems: int = 6000
+    error_rate: float = 0.25
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    rl_problems: int = 2000
+    heldout_problems: int = 100
+    eval_samples: int = 8
+    eval_temperature: float = 1.0
+    eval_top_p: float = 1.0
+    eval_max_tokens: int = 320
+    evaluate: bool = True
+
+
+def sft_examples(problems: Sequence[Problem], error_rate: float, seed: int) -> tuple[list[tuple[str, str]], float]:
+    """(prompt, teacher trace) pairs for the problems, and the share of traces that are correct."""
+    rng = random.Random(f"deepscaler-teacher/{seed}")
+    traces = [teacher_trace(problem, rng, error_rate) for problem in problems]
+    pairs = [(user_prompt(problem), trace.text) for problem, trace in zip(problems, traces)]
+    return pairs, sum(trace.correct for trace in traces) / max(1, len(traces))
+
+
+def evaluate(llm: Any, problems: Sequence[Problem], samples: int = 8, temperature: float = 1.0,
+             top_p: float = 1.0, max_tokens: int = 320, seed: int = 0) -> dict[str, Any]:
+    """Held-out pass@1 and pass@k, format rate and response lengths, overall and per difficulty.
+
+    A response is well formatted when it stopped by itself and has a boxed answer after `</think>`.
+    """
+    from deepscaler.eval.metrics import pass_at_k
+    from deepscaler.inference import SamplingParams
+    from deepscaler.reward import extract_answer, math_reward
+
+    params = [SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, n=samples,
+                             seed=seed * 1_000_003 + index) for index in range(len(problems))]
+    started = time.perf_counter()
+    outputs = llm.chat([[{"role": "user", "content": user_prompt(p)}] for p in problems], params, use_tqdm=False)
+    generate_time = time.perf_counter() - started
+    rows = []
+    for problem, output in zip(problems, outputs):
+        completions = output.outputs
+        rewards = [math_reward(c.text, problem["answer"], think="required") for c in completions]
+        formatted = [c.finish_reason == "stop" and extract_answer(c.text, think="required") is not None
+                     for c in completions]
+        rows.append({"difficulty": problem["difficulty"], "family": problem["family"],
+                     "correct": int(sum(rewards)), "formatted": sum(formatted),
+                     "lengths": [len(c.token_ids) for c in completions]})
+
+    def summary(selected: list[dict]) -> dict[str, Any]:
+        result: dict[str, Any] = {"problems": len(selected)}
+        for k in sorted({1, 2, 4, samples} & set(range(1, samples + 1))):
+            result[f"pass@{k}"] = statistics.mean(pass_at_k(samples, r["correct"], k) for r in selected)
+        lengths = [n for r in selected for n in r["lengths"]]
+        result["format_rate"] = sum(r["formatted"] for r in selected) / (samples * len(selected))
+        result["mean_length"] = statistics.mean(lengths)
+        result["max_length"] = max(lengths)
+        return result
+
+    by: dict[str, dict[Any, list[dict]]] = {"difficulty": defaultdict(list), "family": defaultdict(list)}
+    for row in rows:
+        by["difficulty"][row["difficulty"]].append(row)
+        by["family"][row["family"]].append(row)
+    return {**summary(rows), "generate_time": generate_time,
+            "by_difficulty": {key: summary(value) for key, value in sorted(by["difficulty"].items())},
+            "by_family": {key: summary(value) for key, value in sorted(by["family"].items())}}
+
+
+def prepare_stage0(out_dir: str | Path, config: TinyRecipeConfig | None = None
+                   ) -> tuple[Path, list[Problem], list[Problem], dict[str, Any]]:
+    """Build the tiny model, distil it on teacher traces, and measure it on held-out problems.
+
+    Writes out_dir/base (the random model), out_dir/sft (the Stage 0 model) and out_dir/stage0.json
+    (the metrics). Returns (SFT model folder, RL training problems, held-out problems, metrics).
+    """
+    from deepscaler.inference import LLM, make_tiny_model
+
+    config = config or TinyRecipeConfig()
+    out = Path(out_dir)
+    started = time.perf_counter()
+    base = make_tiny_model(out / "base", preset=config.preset, seed=config.model_seed)
+    mix = {"families": config.families, "difficulties": config.difficulties}
+    sft_set = generate_problems(config.sft_problems, config.seed, "train", **mix)
+    rl_set = generate_problems(config.rl_problems, config.seed + 1, "train", **mix)
+    heldout = generate_problems(config.heldout_problems, config.seed, "heldout", **mix)
+    examples, correct_share = sft_examples(sft_set, config.error_rate, config.seed)
+    sft_dir = out / "sft"
+    sft_metrics = run_sft(base, sft_dir, examples, config.sft)
+    metrics: dict[str, Any] = {"config": asdict(config), "teacher_correct": correct_share,
+                               "sft": {k: v for k, v in sft_metrics.items() if k != "config"}}
+    if config.evaluate:
+        with LLM(model=sft_dir, engine="builtin", seed=config.seed) as llm:
+            metrics["heldout"] = evaluate(llm, heldout, config.eval_samples, config.eval_temperature,
+                                          config.eval_top_p, config.eval_max_tokens, config.seed)
+    metrics["wall_time"] = time.perf_counter() - started
+    (out / "stage0.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    return sft_dir, rl_set, heldout, metrics
