@@ -10,7 +10,7 @@ import sys
 # Modules are imported lazily so `deepscaler grade` does not pay for importing torch.
 COMMANDS: dict[str, tuple[str, str]] = {
     "grade": ("grade", "score responses against gold answers with the math verifier"),
-    "demo": ("demo", "the main job on its embedded default"),
+    "demo": ("demo", "the outcome reward at work on built-in examples and a batch of 2,048"),
     "model": ("model", "create a small randomly initialised model folder (model new)"),
     "generate": ("generate", "sample completions for prompts, streamed as JSON lines"),
     "eval": ("eval", "pass@1 over k samples (and pass@k, maj@k) on math benchmarks"),
