@@ -66,7 +66,7 @@ def builtin_runner(model_dir: Path, prompts: list[list[int]], new_tokens: int):
     from deepscaler.inference.engines.builtin import BuiltinEngine
     from deepscaler.inference.params import SamplingParams
 
-    engine = BuiltinEngine(model_dir)
+    engine = BuiltinEngine(model_dir, num_threads="auto")
     params = [SamplingParams(temperature=1.0, max_tokens=new_tokens, ignore_eos=True)] * len(prompts)
 
     def run() -> float:

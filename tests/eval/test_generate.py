@@ -37,17 +37,21 @@ def test_eval_writes_results_and_resumes_identically(llm, tmp_path):
     config = json.loads((full / "config.json").read_text())
     assert config["settings"]["n"] == 3 and "torch" in config["versions"]
 
-    # An interruption: the first problem's samples, then a torn line mid-way through the next.
-    cut = tmp_path / "cut"
-    cut.mkdir()
-    (cut / "config.json").write_text((full / "config.json").read_text())
-    (cut / "samples.jsonl").write_text("\n".join(lines[:4]) + "\n" + lines[4][:30])
-    resumed = run_eval(llm, settings(), cut, model={"name": "tiny"})
-    assert resumed["pass@1"] == summary["pass@1"]
+    # Interruptions: inside the first chunk (2 problems = 6 samples), and inside the second after a whole first
+    # chunk; each ends with a torn line.
     key = lambda r: (r["benchmark"], r["problem_id"], r["sample_index"])  # noqa: E731
     full_records = sorted((json.loads(line) for line in lines), key=key)
-    cut_records = sorted((json.loads(line) for line in (cut / "samples.jsonl").read_text().splitlines()), key=key)
-    assert [r["response"] for r in cut_records] == [r["response"] for r in full_records]
+    for kept in (4, 8):
+        cut = tmp_path / f"cut{kept}"
+        cut.mkdir()
+        (cut / "config.json").write_text((full / "config.json").read_text())
+        (cut / "samples.jsonl").write_text("\n".join(lines[:kept]) + "\n" + lines[kept][:30])
+        resumed = run_eval(llm, settings(), cut, model={"name": "tiny"})
+        assert resumed["pass@1"] == summary["pass@1"]
+        written = (cut / "samples.jsonl").read_text().splitlines()
+        assert written[: 6 * (kept // 6)] == lines[: 6 * (kept // 6)]  # whole chunks are kept as they were
+        cut_records = sorted((json.loads(line) for line in written), key=key)
+        assert [r["response"] for r in cut_records] == [r["response"] for r in full_records]
 
 
 def test_resume_refuses_other_settings(llm, tmp_path):

@@ -152,6 +152,8 @@ def test_context_limit(tiny_model_dir, prompts) -> None:
         BuiltinEngine(tiny_model_dir, max_model_len=10**6)
     with pytest.raises(ValueError, match="empty prompt"):
         small.generate([[]], [GREEDY])
+    with pytest.raises(ValueError, match="num_threads"):
+        BuiltinEngine(tiny_model_dir, num_threads=0)
 
 
 def test_many_sequences_through_few_slots(tiny_model_dir, prompts, hf_greedy) -> None:

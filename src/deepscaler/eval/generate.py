@@ -52,18 +52,22 @@ def run_eval(llm: Any, settings: EvalSettings, out_dir: Path, model: dict[str, A
                             for name in settings.benchmarks},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    records = _resume(out_dir, config, settings.n)
+    # Chunks partition the whole problem list, and an unfinished chunk is redone whole: a chunk's samples
+    # then come from the same batch as in an uninterrupted run, so resuming gives the same tokens.
+    items = [(name, p) for name, problems in suites.items() for p in problems]
+    size = settings.problems_per_chunk
+    chunks = [items[start : start + size] for start in range(0, len(items), size)]
+    records = _resume(out_dir, config, settings.n, chunks)
     done = {(r.benchmark, r.problem_id) for r in records}
-    todo = [(name, p) for name, problems in suites.items() for p in problems if (name, p.id) not in done]
+    todo = [chunk for chunk in chunks if (chunk[0][0], chunk[0][1].id) not in done]
     _write_json_atomic(out_dir / "config.json", {**config, "versions": versions(),
                                                  "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
     from rich.progress import Progress
 
     with RewardScorer(workers=workers, timeout=settings.grader_timeout, think=settings.think) as scorer, \
             Progress(transient=True) as progress:
-        task = progress.add_task("evaluating", total=len(done) + len(todo), completed=len(done))
-        for start in range(0, len(todo), settings.problems_per_chunk):
-            chunk = todo[start : start + settings.problems_per_chunk]
+        task = progress.add_task("evaluating", total=len(items), completed=len(done))
+        for chunk in todo:
             new = sample_and_grade(llm, chunk, settings, scorer)
             write_records(out_dir / "samples.jsonl", new)
             records.extend(new)
@@ -93,8 +97,8 @@ def sample_and_grade(
     return records
 
 
-def _resume(out_dir: Path, config: dict, n: int) -> list[SampleRecord]:
-    """Samples already written, when out_dir holds a run with the same configuration."""
+def _resume(out_dir: Path, config: dict, n: int, chunks: list[list[tuple[str, Problem]]]) -> list[SampleRecord]:
+    """Samples already written for whole chunks, when out_dir holds a run with the same configuration."""
     previous = out_dir / "config.json"
     samples = out_dir / "samples.jsonl"
     if not samples.exists():
@@ -109,9 +113,11 @@ def _resume(out_dir: Path, config: dict, n: int) -> list[SampleRecord]:
     for record in records:
         key = (record.benchmark, record.problem_id)
         per_problem[key] = per_problem.get(key, 0) + 1
-    kept = [r for r in records if per_problem[(r.benchmark, r.problem_id)] == n]
+    finished = {(name, p.id) for chunk in chunks
+                if all(per_problem.get((name, p.id)) == n for name, p in chunk) for name, p in chunk}
+    kept = [r for r in records if (r.benchmark, r.problem_id) in finished]
     temporary = samples.with_suffix(".jsonl.tmp")
     temporary.unlink(missing_ok=True)
-    write_records(temporary, kept)  # drops a torn last line and half-written problems
+    write_records(temporary, kept)  # drops a torn last line and half-written chunks
     temporary.replace(samples)
     return kept

@@ -43,7 +43,9 @@ class BuiltinEngine:
 
     max_num_seqs: most sequences decoded together; kv_cache_gb: memory the KV cache may use;
     max_num_batched_tokens: most (padded) prompt tokens in one prefill call. num_threads: torch threads
-    while generating; None lets the engine pick 1 or all per step, whichever measures faster.
+    while generating, None for torch's current count; "auto" picks 1 or all per step, whichever measures
+    faster, which helps on a busy machine but gives up run-to-run reproducibility: some matrix products
+    round differently on 1 and 2 threads, and near-tied tokens then flip.
     """
 
     name = "builtin"
@@ -58,7 +60,7 @@ class BuiltinEngine:
         max_num_seqs: int = 256,
         max_num_batched_tokens: int = 8192,
         kv_cache_gb: float = 4.0,
-        num_threads: int | None = None,
+        num_threads: int | str | None = None,
     ) -> None:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
@@ -82,6 +84,8 @@ class BuiltinEngine:
         self.eos_ids = frozenset(self._eos_ids(config, path, GenerationConfig))
         self.vocab_size = int(config.vocab_size)
         self.rng = random.Random(seed)
+        if not (num_threads is None or num_threads == "auto" or (isinstance(num_threads, int) and num_threads > 0)):
+            raise ValueError(f"num_threads must be a positive integer, None or 'auto', not {num_threads!r}")
         self.num_threads = num_threads
         self._tuner: ThreadTuner | None = None
         self.max_num_seqs = max_num_seqs
@@ -152,8 +156,9 @@ class BuiltinEngine:
 
             progress = tqdm(total=len(seqs), desc="generating", unit="seq", dynamic_ncols=True)
         threads = torch.get_num_threads()
-        if self._tuner is None or max(self._tuner.options) != (self.num_threads or threads):
-            self._tuner = ThreadTuner(threads, fixed=self.num_threads)
+        fixed = None if self.num_threads == "auto" else self.num_threads or threads
+        if self._tuner is None or (self._tuner.fixed, max(self._tuner.options)) != (fixed, fixed or threads):
+            self._tuner = ThreadTuner(threads, fixed=fixed)
         try:
             self._run(deque(seqs), slots, progress)
         finally:
