@@ -25,6 +25,7 @@ from math import gcd
 from typing import Any
 
 MAX_DIFFICULTY = 5
+ARITHMETIC_MAX = 20
 FAMILIES = ("arithmetic", "linear", "modular", "fractions")
 HELDOUT_BUCKETS = 10  # a problem is held out when its text hashes to bucket 0: a tenth of the space
 
@@ -56,56 +57,57 @@ class _Tape:
 
 # Each family: sample(rng, difficulty) -> spec; statement(spec) -> problem text;
 # solve(spec, tape) -> (reasoning lines, answer). Every intermediate result goes through the tape.
+# Lines are compact (`10+5=15`): every step is a small calculation on numbers just written, which a
+# model trained for minutes can learn, and a harder problem is simply more such steps.
 
 
 def _arithmetic_sample(rng: random.Random, difficulty: int) -> dict:
-    n_ops = 2 * difficulty + 1
-    ops: list[str] = []
-    for _ in range(n_ops):
-        # No two products in a row, so every product is of two digits and stays below 100.
-        choices = ["+", "-"] if ops and ops[-1] == "*" else ["+", "-", "*"]
-        ops.append(rng.choice(choices))
-    return {"numbers": [rng.randint(2, 9) for _ in range(n_ops + 1)], "ops": ops}
-
-
-def _show(numbers: Sequence[int], ops: Sequence[str]) -> str:
-    parts = [str(numbers[0])]
-    for op, number in zip(ops, numbers[1:]):
-        parts += ["\\times" if op == "*" else op, str(number)]
-    return " ".join(parts)
+    numbers = [rng.randint(2, 9)]
+    total, ops = numbers[0], []
+    for _ in range(2 * difficulty):
+        number = rng.randint(1, 9)
+        # The running total stays in 0..ARITHMETIC_MAX: few distinct facts, each seen often in training.
+        op = rng.choice([o for o in "+-" if 0 <= (total + number if o == "+" else total - number) <= ARITHMETIC_MAX])
+        total = total + number if op == "+" else total - number
+        numbers.append(number)
+        ops.append(op)
+    return {"numbers": numbers, "ops": ops}
 
 
 def _arithmetic_statement(spec: dict) -> str:
-    return f"Compute ${_show(spec['numbers'], spec['ops'])}$."
+    return f"Compute ${_chain(spec['numbers'][0], list(zip(spec['ops'], spec['numbers'][1:])))}$."
+
+
+def _chain(first: int, rest: Sequence[tuple[str, int]]) -> str:
+    return str(first) + "".join(f"{op}{number}" for op, number in rest)
+
+
+def _rewrite(first: int, rest: list[tuple[str, int]], tape: _Tape) -> tuple[list[str], int]:
+    """Evaluate `first op n op n ...` one operation per line, rewriting what is left each time.
+
+    Every line is the line above with its first two numbers combined, so each step reads only the
+    line just written.
+    """
+    lines = [_chain(first, rest)]
+    while rest:
+        (op, number), rest = rest[0], rest[1:]
+        first = tape(first + number if op == "+" else first - number)
+        lines.append("=" + _chain(first, rest))
+    return lines, first
 
 
 def _arithmetic_solve(spec: dict, tape: _Tape) -> tuple[list[str], Fraction]:
-    numbers, ops = list(spec["numbers"]), list(spec["ops"])
-    lines = []
-    if "*" in ops:
-        lines.append("Multiplication comes first.")
-        while "*" in ops:
-            i = ops.index("*")
-            product = tape(numbers[i] * numbers[i + 1])
-            lines.append(f"{numbers[i]} \\times {numbers[i + 1]} = {product}.")
-            numbers[i : i + 2] = [product]
-            del ops[i]
-        lines.append(f"Now we have {_show(numbers, ops)}.")
-    total = numbers[0]
-    for op, number in zip(ops, numbers[1:]):
-        new = tape(total + number if op == "+" else total - number)
-        lines.append(f"{total} {op} {number} = {new}.")
-        total = new
+    lines, total = _rewrite(spec["numbers"][0], list(zip(spec["ops"], spec["numbers"][1:])), tape)
     return lines, Fraction(total)
 
 
 def _linear_sample(rng: random.Random, difficulty: int) -> dict:
-    """The equation k(ax + b) = m(cx + e) with an integer root; easier levels drop k, m and c."""
+    """The equation k(ax+b) = m(cx+e) with an integer root; easier levels drop k, m and c."""
     while True:
-        x, a, b = rng.randint(-9, 9), rng.randint(2, 9), rng.randint(1, 15) * rng.choice([1, -1])
-        k = rng.randint(2, 4) if difficulty >= 4 else 1
-        m = rng.randint(2, 3) if difficulty >= 5 else 1
-        c = rng.randint(1, 4) if difficulty >= 3 else 0
+        x, a, b = rng.randint(-6, 9), rng.randint(2, 6), rng.randint(1, 12) * rng.choice([1, -1])
+        k = rng.randint(2, 3) if difficulty >= 4 else 1
+        m = 2 if difficulty >= 5 else 1
+        c = rng.randint(1, 3) if difficulty >= 3 else 0
         if difficulty == 1:
             a = 1
         rhs = k * (a * x + b) - m * c * x
@@ -114,11 +116,11 @@ def _linear_sample(rng: random.Random, difficulty: int) -> dict:
 
 
 def _term(a: int, b: int) -> str:
-    """`ax + b` with tidy signs (`x - 4`, `3x + 2`, `5x`), or the constant alone when a is 0."""
+    """`ax+b` with tidy signs (`x-4`, `3x+2`, `5x`), or the constant alone when a is 0."""
     if a == 0:
         return str(b)
     head = "x" if a == 1 else f"{a}x"
-    return head if b == 0 else f"{head} {'+' if b > 0 else '-'} {abs(b)}"
+    return head if b == 0 else f"{head}{'+' if b > 0 else '-'}{abs(b)}"
 
 
 def _side(factor: int, a: int, b: int) -> str:
@@ -127,7 +129,7 @@ def _side(factor: int, a: int, b: int) -> str:
 
 def _linear_statement(spec: dict) -> str:
     s = spec
-    return f"Solve ${_side(s['k'], s['a'], s['b'])} = {_side(s['m'], s['c'], s['e'])}$ for $x$."
+    return f"Solve ${_side(s['k'], s['a'], s['b'])}={_side(s['m'], s['c'], s['e'])}$ for $x$."
 
 
 def _linear_solve(spec: dict, tape: _Tape) -> tuple[list[str], Fraction]:
@@ -135,36 +137,33 @@ def _linear_solve(spec: dict, tape: _Tape) -> tuple[list[str], Fraction]:
     lines = []
     if k > 1:
         a_out, b_out = tape(k * a), tape(k * b)
-        lines.append(f"Expand the left side: {k}({_term(a, b)}) = {_term(a_out, b_out)}.")
+        lines.append(f"Expand: {k}({_term(a, b)})={_term(a_out, b_out)}")
         a, b = a_out, b_out
     if m > 1:
         c_out, e_out = tape(m * c), tape(m * e)
-        lines.append(f"Expand the right side: {m}({_term(c, e)}) = {_term(c_out, e_out)}.")
+        lines.append(f"Expand: {m}({_term(c, e)})={_term(c_out, e_out)}")
         c, e = c_out, e_out
     if c:
         d = tape(a - c)
-        lines.append(f"Move the x terms to the left: {a}x - {c}x = {_term(d, 0)}.")
+        lines.append(f"Collect x: {a}x-{c}x={_term(d, 0)}")
         a = d
-    if a == 0:
-        raise ZeroDivisionError("a slip cancelled the x terms")
+    if a <= 0:
+        raise ValueError("a slip cancelled the x terms")
     rhs = tape(e - b)
-    if b >= 0:
-        lines.append(f"Subtract {b} from both sides: {_term(a, 0)} = {e} - {b} = {rhs}.")
-    else:
-        lines.append(f"Add {-b} to both sides: {_term(a, 0)} = {e} + {-b} = {rhs}.")
+    lines.append(f"Move {b}: {_term(a, 0)}={e}{'-' if b >= 0 else '+'}{abs(b)}={rhs}")
     x = Fraction(rhs, a)
     if a != 1:
-        lines.append(f"Divide both sides by {a}: x = {rhs} / {a} = {tex(x)}.")
+        lines.append(f"Divide by {a}: x={rhs}/{a}={tex(x)}")
     return lines, x
 
 
 def _modular_sample(rng: random.Random, difficulty: int) -> dict:
-    modulus = rng.randint(5, 13)
-    base = rng.randint(2, 99)
+    modulus = rng.randint(3, 7)
+    base = rng.randint(2, 40)
     while base % modulus in (0, 1):
-        base = rng.randint(2, 99)
+        base = rng.randint(2, 40)
     # One exponent per difficulty, so the same problem text never appears at two difficulties.
-    return {"base": base, "exponent": difficulty + 2, "modulus": modulus}
+    return {"base": base, "exponent": 2 * difficulty + 1, "modulus": modulus}
 
 
 def _modular_statement(spec: dict) -> str:
@@ -174,56 +173,51 @@ def _modular_statement(spec: dict) -> str:
 def _modular_solve(spec: dict, tape: _Tape) -> tuple[list[str], Fraction]:
     base, exponent, modulus = spec["base"], spec["exponent"], spec["modulus"]
     reduced = residue = base % modulus
-    lines = [f"{base} mod {modulus} = {reduced}, so we multiply by {reduced}."]
+    lines = [f"{base}={base // modulus}\\cdot{modulus}+{reduced}, so multiply by {reduced} each time."]
     for power in range(2, exponent + 1):
         product = tape(residue * reduced)
         if product < 0:
             raise ValueError("a slip made a product negative")
-        lines.append(f"{base}^{{{power}}}: {residue} \\cdot {reduced} = {product}, "
-                     f"{product} mod {modulus} = {product % modulus}.")
+        lines.append(f"{base}^{{{power}}}: {residue}\\cdot{reduced}={product}={product // modulus}\\cdot{modulus}"
+                     f"+{product % modulus}")
         residue = product % modulus
     return lines, Fraction(residue)
 
 
-FRACTION_DENOMINATORS = (2, 3, 4, 6, 8, 12)  # all divide 24, so every common denominator stays small
+# Each sum draws its denominators from one chain, where each divides the next: the common denominator
+# of a running sum is then its largest denominator so far, and scaling a numerator is one product.
+DENOMINATOR_CHAINS = ((2, 4, 8), (3, 6), (2, 6), (2, 4), (5, 10), (2, 10), (3, 9))
 
 
 def _fractions_sample(rng: random.Random, difficulty: int) -> dict:
+    chain = rng.choice(DENOMINATOR_CHAINS)
     terms = []
     for _ in range(difficulty + 1):
-        denominator = rng.choice(FRACTION_DENOMINATORS)
+        denominator = rng.choice(chain)
         numerator = rng.choice([k for k in range(1, denominator) if gcd(k, denominator) == 1])
         terms.append([numerator, denominator])
-    return {"terms": terms, "signs": [rng.choice("+-") for _ in range(difficulty)]}
+    return {"terms": terms}
 
 
 def _fractions_statement(spec: dict) -> str:
-    parts = [tex(Fraction(*spec["terms"][0]))]
-    for sign, term in zip(spec["signs"], spec["terms"][1:]):
-        parts += [sign, tex(Fraction(*term))]
-    return f"Compute ${' '.join(parts)}$ and write the result in lowest terms."
-
-
-def _lcm(a: int, b: int) -> int:
-    return a * b // gcd(a, b)
+    return f"Compute ${'+'.join(tex(Fraction(*term)) for term in spec['terms'])}$ in lowest terms."
 
 
 def _fractions_solve(spec: dict, tape: _Tape) -> tuple[list[str], Fraction]:
-    # The running sum is kept as an unreduced numerator over a common denominator, as one works by hand.
-    (numerator, denominator), lines = spec["terms"][0], ["We add the fractions one at a time."]
-    for sign, (top, bottom) in zip(spec["signs"], spec["terms"][1:]):
-        common = _lcm(denominator, bottom)
-        left, right = numerator * (common // denominator), top * (common // bottom)
-        new = tape(left + right if sign == "+" else left - right)
-        step = f"{_frac(numerator, denominator)} {sign} \\frac{{{top}}}{{{bottom}}} = "
-        if not denominator == bottom == common:
-            step += f"{_frac(left, common)} {sign} \\frac{{{right}}}{{{common}}} = "
-        lines.append(step + f"{_frac(new, common)}.")
-        numerator, denominator = new, common
-    result = Fraction(numerator, denominator)
-    if result.denominator != denominator:
-        divisor = denominator // result.denominator
-        lines.append(f"Divide the top and the bottom by {divisor}: {_frac(numerator, denominator)} = {tex(result)}.")
+    common = max(bottom for _, bottom in spec["terms"])  # each denominator divides the largest
+    lines = [f"The common denominator is {common}."]
+    numerators = []
+    for top, bottom in spec["terms"]:
+        numerators.append(tape(top * (common // bottom)))
+        lines.append(f"{_frac(top, bottom)}={_frac(numerators[-1], common)}")
+    lines.append("Add the numerators:")
+    sums, total = _rewrite(numerators[0], [("+", n) for n in numerators[1:]], tape)
+    lines += sums
+    result = Fraction(total, common)
+    if result.denominator != common:
+        lines.append(f"Divide by {common // result.denominator}: {_frac(total, common)}={tex(result)}")
+    else:
+        lines.append(f"{_frac(total, common)} is in lowest terms.")
     return lines, result
 
 
@@ -280,12 +274,14 @@ def generate_problems(
     split: str = "train",
     families: Sequence[str] = FAMILIES,
     difficulties: Sequence[int] = tuple(range(1, MAX_DIFFICULTY + 1)),
+    unique: bool = True,
 ) -> list[Problem]:
-    """`n` distinct problems of one split ("train" or "heldout"), the same list for the same arguments.
+    """`n` problems of one split ("train" or "heldout"), the same list for the same arguments.
 
     Problems cycle through every (family, difficulty) pair, so each pair gets an equal share (list a
-    difficulty twice to weight it). Problem texts are unique within the list, and a problem is in the
-    "heldout" list only if `is_heldout` says so, in the "train" list only if not.
+    difficulty twice to weight it). A problem is in the "heldout" list only if `is_heldout` says so, in
+    the "train" list only if not. With `unique`, no problem text appears twice (the easiest levels have
+    a few hundred problems each, so large training sets need unique=False).
     """
     if split not in ("train", "heldout"):
         raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
@@ -298,7 +294,7 @@ def generate_problems(
         for _ in range(20_000):
             problem = make_problem(family, difficulty, rng)
             text = problem["problem"]
-            if text not in seen and is_heldout(text) == (split == "heldout"):
+            if (not unique or text not in seen) and is_heldout(text) == (split == "heldout"):
                 break
         else:
             raise ValueError(f"ran out of distinct {split} problems for {family} at difficulty {difficulty}")

@@ -35,8 +35,8 @@ class SFTConfig:
     """
 
     epochs: float = 1.0
-    batch_size: int = 32
-    lr: float = 2e-3
+    batch_size: int = 8
+    lr: float = 5e-4
     min_lr_ratio: float = 0.1
     warmup_steps: int = 20
     weight_decay: float = 0.01
@@ -178,7 +178,7 @@ def run_sft(model_dir: str | Path, out_dir: str | Path, examples: Sequence[tuple
     tail = losses[-max(1, len(losses) // 10) :]
     return {
         "steps": len(batches), "examples": len(encoded), "dropped": len(examples) - len(encoded),
-        "tokens": tokens, "response_tokens": response_tokens, "wall_time": wall,
+        "tokens": tokens, "response_tokens": response_tokens, "wall_time": wall, "seconds": wall,
         "tokens_per_second": tokens / wall, "bf16": bf16, "first_loss": losses[0],
         "final_loss": sum(tail) / len(tail), "losses": losses, "config": asdict(config),
     }
