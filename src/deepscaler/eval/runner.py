@@ -68,13 +68,14 @@ def _write_json_atomic(path: Path, data: Any) -> None:
     os.replace(temporary, path)
 
 
-def finish(out_dir: Path, records: Sequence[SampleRecord], config: dict, title: str) -> dict:
-    """Write summary.json and summary.md for the records, and print the table."""
+def finish(out_dir: Path, records: Sequence[SampleRecord], config: dict, title: str, show: bool = True) -> dict:
+    """Write summary.json and summary.md for the records, and print the table when `show`."""
     summary = summarize(records)
     summary["config"] = config
     _write_json_atomic(out_dir / "summary.json", summary)
     (out_dir / "summary.md").write_text(f"# {title}\n\n" + report.markdown(summary), encoding="utf-8")
-    report.print_table(summary, title=title)
+    if show:
+        report.print_table(summary, title=title)
     return summary
 
 

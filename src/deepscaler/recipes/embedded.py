@@ -30,24 +30,28 @@ from deepscaler.trainer.config import (
 
 
 def default_train_config(out_dir: Path) -> TrainConfig:
-    """GRPO settings of the embedded default; model and data paths are filled in by Stage 0."""
+    """GRPO settings of the embedded default; model and data paths are filled in by Stage 0.
+
+    Sampling at temperature 0.6 in rollouts and evaluation, as DeepScaleR did. The first budget (128
+    tokens) cuts off the longest worked solutions (hard problems need up to about 240), the second
+    (192) few, the third (256) none, so length and truncation answer each switch."""
     return TrainConfig(
-        model=ModelConfig(path=""),
+        model=ModelConfig(path="", dtype="bfloat16"),  # autocast, as Stage 0 trains
         data=DataConfig(max_prompt_tokens=256),
-        rollout=RolloutConfig(engine="builtin", temperature=1.0, top_p=1.0, kv_cache_gb=1.0),
+        rollout=RolloutConfig(engine="builtin", temperature=0.6, top_p=1.0, kv_cache_gb=1.0),
         algorithm=AlgorithmConfig(kl_coef=0.0, entropy_coef=0.0, clip_high=0.28, loss_agg="token-mean"),
-        optim=OptimConfig(lr=2e-4, mini_batches=1, micro_batch_tokens=8192, warmup_steps=0),
+        optim=OptimConfig(lr=1e-4, mini_batches=1, micro_batch_tokens=8192, warmup_steps=0),
         stages=[
-            StageConfig(name="short", max_response_tokens=96, samples_per_prompt=8, prompts_per_step=16,
-                        max_steps=12, truncation_trigger=0.3, window=3),
-            StageConfig(name="medium", max_response_tokens=160, samples_per_prompt=8, prompts_per_step=16,
-                        max_steps=12, truncation_trigger=0.3, window=3),
-            StageConfig(name="long", max_response_tokens=320, samples_per_prompt=8, prompts_per_step=16,
-                        max_steps=12),
+            StageConfig(name="short", max_response_tokens=128, samples_per_prompt=8, prompts_per_step=16,
+                        max_steps=10, truncation_trigger=0.3, window=3),
+            StageConfig(name="medium", max_response_tokens=192, samples_per_prompt=8, prompts_per_step=16,
+                        max_steps=10, truncation_trigger=0.3, window=3),
+            StageConfig(name="long", max_response_tokens=256, samples_per_prompt=8, prompts_per_step=16,
+                        max_steps=10),
         ],
-        validation=ValidationConfig(every_steps=6, samples_per_problem=2, max_problems=48, temperature=1.0,
+        validation=ValidationConfig(every_steps=0, samples_per_problem=2, max_problems=48, temperature=0.6,
                                     top_p=1.0),
-        checkpoint=CheckpointConfig(every_steps=12, keep_last=1),
+        checkpoint=CheckpointConfig(every_steps=10, keep_last=1),
         out_dir=str(out_dir / "rl"), tensorboard=False, recipe="tiny",
     )
 
@@ -56,14 +60,22 @@ def run_embedded(out_dir: str | Path = "runs/embedded", overrides: list[str] | N
                  log: Any = print, recipe: Any = None) -> dict[str, Any]:
     """Run the embedded default into out_dir and return summary.json's content.
 
-    overrides: `key=value` settings of the GRPO part (TrainConfig); recipe: a TinyRecipeConfig for Stage 0."""
+    overrides: `key=value` settings of the GRPO part (TrainConfig), or of Stage 0 (TinyRecipeConfig) when
+    the key starts with `stage0.`; recipe: the TinyRecipeConfig those start from."""
     from deepscaler.config import apply_override, from_dict, to_dict
     from deepscaler.recipes.tiny import TinyRecipeConfig, prepare_stage0
 
     started = time.perf_counter()
+    overrides = list(overrides or [])
+    recipe_data = to_dict(replace(recipe or TinyRecipeConfig(), evaluate=False))
+    for override in overrides:
+        if override.startswith("stage0."):
+            apply_override(recipe_data, override.removeprefix("stage0."))
+    recipe = from_dict(TinyRecipeConfig, recipe_data, path="stage0")
+    overrides = [o for o in overrides if not o.startswith("stage0.")]
     out = Path(out_dir)
+    _train_config(out, overrides, model="", train="", heldout="")  # a bad key fails now, not after Stage 0
     out.mkdir(parents=True, exist_ok=True)
-    recipe = replace(recipe or TinyRecipeConfig(), evaluate=False)
     log("Stage 0: building a tiny Qwen2 model and distilling it on teacher traces (some deliberately wrong)")
     sft_dir, rl_problems, heldout, stage0 = prepare_stage0(out / "stage0", recipe)
     data_dir = out / "data"
@@ -71,13 +83,8 @@ def run_embedded(out_dir: str | Path = "runs/embedded", overrides: list[str] | N
     _write_jsonl(data_dir / "train.jsonl", rl_problems)
     _write_jsonl(data_dir / "heldout.jsonl", heldout)
 
-    data = to_dict(default_train_config(out))
-    data["model"]["path"] = str(sft_dir)
-    data["data"]["train_files"] = [str(data_dir / "train.jsonl")]
-    data["data"]["val_files"] = [str(data_dir / "heldout.jsonl")]
-    for override in overrides or []:
-        apply_override(data, override)
-    config = from_dict(TrainConfig, data)
+    config = _train_config(out, overrides, model=str(sft_dir), train=str(data_dir / "train.jsonl"),
+                           heldout=str(data_dir / "heldout.jsonl"))
     Path(config.out_dir).mkdir(parents=True, exist_ok=True)
     save_config(config, out / "train_config.yaml")
 
@@ -104,6 +111,18 @@ def run_embedded(out_dir: str | Path = "runs/embedded", overrides: list[str] | N
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "report.md").write_text(_report(summary, config))
     return summary
+
+
+def _train_config(out: Path, overrides: list[str], model: str, train: str, heldout: str) -> TrainConfig:
+    from deepscaler.config import apply_override, from_dict, to_dict
+
+    data = to_dict(default_train_config(out))
+    data["model"]["path"] = model
+    data["data"]["train_files"] = [train]
+    data["data"]["val_files"] = [heldout]
+    for override in overrides:
+        apply_override(data, override)
+    return from_dict(TrainConfig, data)
 
 
 def _write_jsonl(path: Path, problems: list[dict]) -> None:
@@ -138,7 +157,7 @@ def _evaluate_llm(llm: Any, heldout_file: Path, config: TrainConfig, stage: Stag
 
     longest = max(config.stages, key=lambda s: s.max_response_tokens)
     settings = replace(_eval_settings(config, longest), benchmarks=[str(heldout_file)])
-    summary = run_eval(llm, settings, out, model={"name": out.name}, workers=2)
+    summary = run_eval(llm, settings, out, model={"name": out.name}, workers=2, show=False)
     keys = ("pass@1", "pass@2", "pass@4", "pass@8", "maj@8", "mean_length", "truncation_rate")
     result = {key: float(summary[key]) for key in keys if summary.get(key) is not None}
     log(f"held-out after {out.name}: pass@1 {result['pass@1']:.3f}, pass@8 {result.get('pass@8', float('nan')):.3f}")

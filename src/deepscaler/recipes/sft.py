@@ -190,7 +190,8 @@ def _train(model: torch.nn.Module, encoded: list[tuple[list[int], int]], batches
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "norm" not in n]
     other = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "norm" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": other, "weight_decay": 0.0}], lr=config.lr, betas=config.betas)
+                                   {"params": other, "weight_decay": 0.0}], lr=config.lr, betas=config.betas,
+                                  fused=True)  # several times faster than foreach on a model this small
     losses: list[float] = []
     tokens = response_tokens = 0
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

@@ -124,7 +124,9 @@ def prepare_stage0(out_dir: str | Path, config: TinyRecipeConfig | None = None
     base = make_tiny_model(out / "base", preset=config.preset, seed=config.model_seed)
     mix = {"families": config.families, "difficulties": config.difficulties}
     sft_set = generate_problems(config.sft_problems, config.seed, "train", unique=False, **mix)
-    rl_set = generate_problems(config.rl_problems, config.seed + 1, "train", unique=False, **mix)
+    # Some (family, difficulty) pairs have fewer distinct problems than their share: keep each once.
+    rl_set = list({p["id"]: p for p in generate_problems(config.rl_problems, config.seed + 1, "train",
+                                                         unique=False, **mix)}.values())
     heldout = generate_problems(config.heldout_problems, config.seed, "heldout", **mix)
     examples, correct_share = sft_examples(sft_set, config.error_rate, config.seed)
     sft_dir = out / "sft"

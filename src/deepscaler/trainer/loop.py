@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.distributed.tensor import DTensor
 
 from deepscaler import config as config_io
 from deepscaler.algorithms import group_advantages, overlong_penalty
@@ -70,8 +71,11 @@ class Trainer:
     # -- set-up ---------------------------------------------------------------------------------------
     def _new_optimizer(self) -> torch.optim.Optimizer:
         o = self.config.optim
-        return torch.optim.AdamW(self.policy.parameters(), lr=o.lr, betas=(o.beta1, o.beta2),
-                                 weight_decay=o.weight_decay)
+        params = list(self.policy.parameters())
+        # The fused kernel is several times faster on small models; FSDP's sharded parameters need foreach.
+        fused = not any(isinstance(p.data, DTensor) for p in params)
+        return torch.optim.AdamW(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay,
+                                 fused=fused)
 
     def _load_data(self) -> tuple[PromptSampler, list[Problem]]:
         data = self.config.data
