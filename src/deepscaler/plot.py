@@ -8,7 +8,7 @@ PANELS = [
     ("reward and accuracy", ["reward/mean", "accuracy", "val/pass@1"]),
     ("response length (tokens)", ["response_length/mean", "response_length/max", "stage/max_response_tokens"]),
     ("truncated fraction", ["truncation_ratio"]),
-    ("policy", ["actor/kl", "actor/entropy", "actor/clip_frac"]),
+    ("policy", ["actor/kl", "actor/entropy", "actor/clip_frac", "actor/grad_norm"]),
 ]
 
 

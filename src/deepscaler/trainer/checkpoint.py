@@ -25,20 +25,23 @@ def checkpoint_root(run_dir: Path) -> Path:
 
 def save_checkpoint(
     run_dir: Path, step: int, policy: torch.nn.Module, tokenizer: Any, optimizer: torch.optim.Optimizer,
-    state: dict[str, Any], reference: torch.nn.Module | None = None, keep_last: int = 2,
+    state: dict[str, Any], reference: torch.nn.Module | None = None, keep_last: int = 2, *,
+    weights: dict[str, torch.Tensor] | None = None, optimizer_state: dict[str, Any] | None = None,
 ) -> Path:
+    """Write step `step`'s checkpoint. `weights` and `optimizer_state`, when given, replace the policy's
+    state_dict() and optimizer.state_dict() (a sharded model's, gathered whole beforehand by every rank)."""
     root = checkpoint_root(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:06d}"
     partial = root / f".step_{step:06d}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    policy.save_pretrained(partial / "model", safe_serialization=True)
+    policy.save_pretrained(partial / "model", safe_serialization=True, state_dict=weights)
     tokenizer.save_pretrained(partial / "model")
     if reference is not None:
         from safetensors.torch import save_model  # handles tied embeddings
 
         save_model(reference, str(partial / "reference.safetensors"))
-    torch.save(optimizer.state_dict(), partial / "optimizer.pt")
+    torch.save(optimizer.state_dict() if optimizer_state is None else optimizer_state, partial / "optimizer.pt")
     torch.save({"torch": torch.get_rng_state(), "python": random.getstate()}, partial / "rng.pt")
     (partial / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
     _fsync_tree(partial)
@@ -62,19 +65,23 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 def load_checkpoint(
     folder: Path, policy: torch.nn.Module, optimizer: torch.optim.Optimizer, reference: torch.nn.Module | None,
 ) -> dict[str, Any]:
-    """Restore weights, optimizer and RNG states in place; returns the saved trainer state."""
+    """Restore weights, optimizer and RNG states in place; returns the saved trainer state.
+
+    Every rank calls it: an FSDP-sharded policy (and its optimizer) takes its own shards of the saved state."""
     from safetensors.torch import load_file, load_model
+
+    from deepscaler.trainer import distributed as dist
 
     weights = {}
     for path in sorted((folder / "model").glob("*.safetensors")):
         weights.update(load_file(str(path)))
-    missing, unexpected = policy.load_state_dict(weights, strict=False)
+    missing, unexpected = dist.load_full_state_dict(policy, weights)
     tied = {"lm_head.weight"} if getattr(policy.config, "tie_word_embeddings", False) else set()
     if set(missing) - tied or unexpected:
         raise RuntimeError(f"{folder}: checkpoint does not match the model ({list(missing)[:3]}, {unexpected[:3]})")
     if reference is not None and (folder / "reference.safetensors").is_file():
         load_model(reference, str(folder / "reference.safetensors"))
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=False))
+    dist.load_optimizer_state_dict(policy, optimizer, torch.load(folder / "optimizer.pt", weights_only=False))
     rng = torch.load(folder / "rng.pt", weights_only=False)
     torch.set_rng_state(rng["torch"])
     random.setstate(rng["python"])

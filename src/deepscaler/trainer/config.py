@@ -106,6 +106,11 @@ class CheckpointConfig:
 
 
 @dataclass
+class DistributedConfig:
+    strategy: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: ddp replicates the model, fsdp (FSDP2) shards it
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -115,6 +120,7 @@ class TrainConfig:
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     seed: int = 0
     out_dir: str = "runs/train"
     tensorboard: bool = True

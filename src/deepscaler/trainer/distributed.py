@@ -7,7 +7,7 @@ every helper here is a cheap no-op, so the trainer has a single code path.
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -81,7 +81,8 @@ def barrier() -> None:
 
 
 def wrap(model: torch.nn.Module, strategy: str = "ddp") -> torch.nn.Module:
-    """DDP (gradients all-reduced in backward) or FSDP2 `fully_shard` (parameters sharded) when distributed."""
+    """DDP (gradients all-reduced in backward) or FSDP2 `fully_shard` (parameters, gradients and optimizer
+    state sharded over ranks; each decoder layer is gathered only around its own forward and backward)."""
     if world_size() == 1:
         return model
     if strategy == "fsdp":
@@ -91,6 +92,8 @@ def wrap(model: torch.nn.Module, strategy: str = "ddp") -> torch.nn.Module:
             fully_shard(layer)
         fully_shard(model)
         return model
+    if strategy != "ddp":
+        raise ValueError(f"unknown distributed strategy {strategy!r} (ddp or fsdp)")
     ids = [model.device.index] if model.device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
@@ -99,8 +102,102 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
+def is_sharded(model: torch.nn.Module) -> bool:
+    """True for a model wrapped by FSDP2: its state_dict() holds shards, and every forward is a collective."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def full_state_dict(model: torch.nn.Module, everywhere: bool = True) -> dict[str, torch.Tensor]:
+    """The whole model's weights under their Hugging Face names.
+
+    Unsharded models: their own state_dict(). FSDP: gathered from the shards, a collective that every rank
+    must call at the same point, into CPU tensors on every rank, or (everywhere=False) on rank 0 only,
+    the other ranks getting an empty dict."""
+    if not is_sharded(model):
+        return unwrap(model).state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=not everywhere)
+    weights = {name: tensor.cpu() for name, tensor in get_model_state_dict(model, options=options).items()}
+    first: dict[int, str] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        # A tied parameter (an output head sharing the embeddings) stays one tensor under both names,
+        # as in an unsharded state_dict, so save_pretrained writes it once.
+        source = first.setdefault(id(param), name)
+        if source != name and source in weights and name in weights:
+            weights[name] = weights[source]
+    return weights
+
+
+def load_full_state_dict(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+    """Load whole (unsharded) weights, given on every rank, non-strictly; returns (missing, unexpected) names.
+
+    FSDP: each rank keeps its own shard of every tensor; a tied output head missing from `weights` (as
+    Hugging Face saves it) is taken from the input embeddings."""
+    if not is_sharded(model):
+        missing, unexpected = unwrap(model).load_state_dict(weights, strict=False)
+        return list(missing), list(unexpected)
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    weights = dict(weights)
+    names = set(model.state_dict())
+    missing = sorted(names - set(weights))
+    unexpected = sorted(set(weights) - names)
+    if getattr(getattr(model, "config", None), "tie_word_embeddings", False) and "lm_head.weight" in missing:
+        embeddings = model.get_input_embeddings().weight
+        source = next(name for name, param in model.named_parameters() if param is embeddings)
+        if source in weights:
+            weights["lm_head.weight"] = weights[source]
+            missing.remove("lm_head.weight")
+    for name in unexpected:
+        weights.pop(name)
+    if set(weights) == names:  # the collective below needs a value for every tensor of the model
+        set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True))
+    return missing, unexpected
+
+
+def optimizer_state_dict(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's whole state. FSDP: gathered from the shards (a collective) onto rank 0, keyed by
+    parameter name; otherwise optimizer.state_dict()."""
+    if not is_sharded(model):
+        return optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, optimizer,
+                                    options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_optimizer_state_dict(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                              state: dict[str, Any]) -> None:
+    """Load what optimizer_state_dict saved, under either strategy (every rank passes the whole state)."""
+    by_name = any(isinstance(key, str) for key in state.get("state", {})) or any(
+        isinstance(p, str) for group in state.get("param_groups", []) for p in group.get("params", []))
+    if not is_sharded(model) and not by_name:
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    if not by_name:  # saved by a plain optimizer: parameter i is the i-th of model.named_parameters()
+        names = [name for name, _ in unwrap(model).named_parameters()]
+        state = {"state": {names[i]: value for i, value in state["state"].items()},
+                 "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]]}
+    set_optimizer_state_dict(unwrap(model), optimizer, state, options=StateDictOptions(full_state_dict=True))
+
+
+@contextmanager
+def _gradient_sync(model: torch.nn.Module, last: bool):
+    model.set_requires_gradient_sync(last)
+    yield
+
+
 def accumulation_context(model: torch.nn.Module, last: bool):
-    """Skip DDP's gradient all-reduce on every micro-batch but the last of an optimizer step."""
+    """Gradients are reduced over ranks on the last micro-batch of an optimizer step only: DDP's
+    all-reduce is skipped by no_sync(), FSDP's reduce-scatter by set_requires_gradient_sync(False)
+    (its unsharded gradients accumulate locally until then)."""
+    if is_sharded(model):
+        return _gradient_sync(model, last)
     if last or not isinstance(model, torch.nn.parallel.DistributedDataParallel):
         return nullcontext()
     return model.no_sync()

@@ -53,7 +53,7 @@ class Trainer:
         if config.model.gradient_checkpointing:
             policy.gradient_checkpointing_enable()
         self.reference = copy.deepcopy(policy).eval().requires_grad_(False) if config.algorithm.kl_coef else None
-        self.policy = dist.wrap(policy.train())
+        self.policy = dist.wrap(policy.train(), config.distributed.strategy)
         self.optimizer = self._new_optimizer()
         self.sampler, self.validation = self._load_data()
         engine_options = {"kv_cache_gb": config.rollout.kv_cache_gb} if config.rollout.engine == "builtin" else {}
@@ -152,7 +152,8 @@ class Trainer:
         # free with the update's own forward (as TRL does), and a separate pass is skipped.
         single_update = config.optim.mini_batches * config.optim.epochs == 1 and not config.algorithm.is_correction
         if not single_update:
-            fill_logprobs(dist.unwrap(self.policy), samples, "old_logp", temperature, budget, self.pad_id, dtype)
+            fill_logprobs(dist.unwrap(self.policy), samples, "old_logp", temperature, budget, self.pad_id, dtype,
+                          lockstep=dist.is_sharded(self.policy))
         if self.reference is not None:
             fill_logprobs(self.reference, samples, "ref_logp", temperature, budget, self.pad_id, dtype)
         times["logprobs"] = time.perf_counter() - mark
@@ -232,7 +233,7 @@ class Trainer:
         return [sample for group in kept for sample in group], stats
 
     def _sync_weights(self) -> None:
-        self.llm.update_weights(dist.unwrap(self.policy).state_dict())
+        self.llm.update_weights(dist.full_state_dict(self.policy))
 
     def _check_finite(self, update: dict[str, float]) -> None:
         if update.get("bad_steps", 0) == 0:
@@ -280,15 +281,19 @@ class Trainer:
             return
         stage = config.stages[self.state["stage"]]
         if stage.reset_reference and self.reference is not None:
-            self.reference.load_state_dict(dist.unwrap(self.policy).state_dict())
+            self.reference.load_state_dict(dist.full_state_dict(self.policy))
         if stage.reset_optimizer:
             self.optimizer = self._new_optimizer()
 
     def checkpoint(self) -> Path | None:
-        folder = None
+        folder, weights, optimizer_state = None, None, None
+        if dist.is_sharded(self.policy):  # gathered whole onto rank 0 (collectives: every rank takes part)
+            weights = dist.full_state_dict(self.policy, everywhere=False)
+            optimizer_state = dist.optimizer_state_dict(self.policy, self.optimizer)
         if dist.is_main():
             folder = save_checkpoint(self.run_dir, self.state["step"], dist.unwrap(self.policy), self.tokenizer,
-                                     self.optimizer, self.state, self.reference, self.config.checkpoint.keep_last)
+                                     self.optimizer, self.state, self.reference, self.config.checkpoint.keep_last,
+                                     weights=weights, optimizer_state=optimizer_state)
         dist.barrier()
         return folder
 

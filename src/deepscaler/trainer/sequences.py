@@ -82,11 +82,21 @@ def forward_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor], compu
 
 @torch.no_grad()
 def fill_logprobs(model: torch.nn.Module, samples: Seq[Sample], attribute: str, temperature: float,
-                  token_budget: int, pad_id: int, compute_dtype: str = "float32") -> None:
-    """Set `sample.<attribute>` (one value per response token) for every sample, micro-batch by micro-batch."""
+                  token_budget: int, pad_id: int, compute_dtype: str = "float32", lockstep: bool = False) -> None:
+    """Set `sample.<attribute>` (one value per response token) for every sample, micro-batch by micro-batch.
+
+    lockstep: every rank runs as many forward passes as the rank with the most micro-batches (an FSDP
+    model gathers its parameters in each forward, a collective), padding with one-token passes."""
     was_training = model.training
     model.eval()
-    for indices in pack(samples, token_budget):
+    batches = pack(samples, token_budget)
+    if lockstep:
+        from deepscaler.trainer import distributed as dist
+
+        device = next(model.parameters()).device
+        for _ in range(dist.all_reduce_max(len(batches)) - len(batches)):
+            model(input_ids=torch.full((1, 1), pad_id, dtype=torch.long, device=device), use_cache=False)
+    for indices in batches:
         chunk = [samples[i] for i in indices]
         batch = collate(chunk, pad_id)
         logits = forward_logits(model, batch, compute_dtype)

@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import torch
+from torch.distributed.tensor import DTensor
 
 from deepscaler.algorithms import entropy_from_logits, grpo_loss, token_logprobs, truncated_is_weights
 from deepscaler.trainer import distributed as dist
@@ -57,12 +58,13 @@ def _optimizer_step(
     masks = [_response_mask(s, algo.mask_truncated) for s in samples]
     local = {"global_tokens": sum(int(m.sum()) for m in masks), "global_seqs": sum(int(m.any()) for m in masks)}
     norms = dist.all_reduce_sum(local)  # the whole mini-batch, across ranks
-    # DDP averages gradients over ranks; the loss is normalised by global counts, so undo the average.
+    # DDP and FSDP average gradients over ranks; the loss is normalised by global counts, so undo the average.
     scale = float(dist.world_size())
     optimizer.zero_grad(set_to_none=True)
     sums: dict[str, float] = defaultdict(float)
     micro = pack(samples, config.optim.micro_batch_tokens) if samples else []
-    # Every rank must run the same number of backward passes (DDP synchronises on the last one).
+    # Every rank must run the same number of backward passes (DDP synchronises on the last one; FSDP
+    # gathers parameters in every forward and backward).
     count = dist.all_reduce_max(len(micro))
     for k in range(count):
         with dist.accumulation_context(model, last=k == count - 1):
@@ -73,7 +75,7 @@ def _optimizer_step(
                                           pad_id, temperature, scale)
         for key, value in metrics.items():
             sums[key] += value if key.endswith("_sum") else value * tokens / max(norms["global_tokens"], 1)
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip))
+    grad_norm = _clip_gradients(model, config.optim.grad_clip)
     finite = math.isfinite(grad_norm) and all(math.isfinite(v) for v in sums.values())
     if dist.world_size() > 1:
         finite = bool(dist.all_reduce_sum({"ok": int(finite)})["ok"] == dist.world_size())
@@ -113,6 +115,15 @@ def _micro_step(
     if on_policy:  # the engine-vs-trainer gap, measured here since no separate old-log-prob pass ran
         metrics["logprob_gap_sum"] = float(((batch["rollout_logp"] - old_logp).abs() * batch["mask"]).sum())
     return metrics, float(mask.sum())
+
+
+def _clip_gradients(model: torch.nn.Module, max_norm: float) -> float:
+    """Clip to `max_norm`; returns the global norm before clipping. FSDP's gradients are shards (DTensors):
+    their norm comes back as a replicated DTensor that already covers every rank's shard."""
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    if isinstance(norm, DTensor):
+        norm = norm.full_tensor()
+    return float(norm)
 
 
 def _zero_backward(model: torch.nn.Module, pad_id: int) -> None:
