@@ -1,4 +1,4 @@
-"""`deepscaler demo`: the verifier at work on built-in examples (the main job until training lands)."""
+"""`deepscaler demo`: the verifier at work on built-in examples and a batch of 2,048 responses."""
 
 from __future__ import annotations
 
