@@ -2,7 +2,7 @@
 
 `prepare_stage0` builds a random tiny model, fine-tunes it on worked solutions of the synthetic
 curriculum (a share of them deliberately wrong) and measures it on held-out problems. The defaults in
-`TinyRecipeConfig` were measured on a 2-core CPU: about three and a half minutes of SFT, a model that
+`TinyRecipeConfig` were measured on a 2-core CPU: about two and a half minutes of SFT, a model that
 keeps the format nearly always but answers right only some of the time, and right more often in some
 of several samples than in one, which is the signal GRPO learns from. The learning rate and batch
 size matter most: a from-scratch model this small learns to copy numbers from the prompt (the skill
@@ -51,7 +51,7 @@ class TinyRecipeConfig:
     rl_problems: int = 2000
     heldout_problems: int = 100
     eval_samples: int = 8
-    eval_temperature: float = 0.7
+    eval_temperature: float = 0.6
     eval_top_p: float = 1.0
     eval_max_tokens: int = 320
     evaluate: bool = True
