@@ -62,29 +62,10 @@ def hf_runner(
     return run
 
 
-def builtin_runner(model_dir: Path, prompts: list[list[int]], new_tokens: int):
-    from deepscaler.inference.engines.builtin import BuiltinEngine
+def engine_runner(engine, prompts: list[list[int]], new_tokens: int) -> Callable[[], float]:
+    """A timed call of a deepscaler engine: every prompt sampled for exactly new_tokens tokens."""
     from deepscaler.inference.params import SamplingParams
 
-    engine = BuiltinEngine(model_dir, num_threads="auto")
-    params = [SamplingParams(temperature=1.0, max_tokens=new_tokens, ignore_eos=True)] * len(prompts)
-
-    def run() -> float:
-        start = time.perf_counter()
-        outputs = engine.generate(prompts, params)
-        elapsed = time.perf_counter() - start
-        assert all(len(o[0].token_ids) == new_tokens for o in outputs)
-        return elapsed
-
-    return run, engine
-
-
-def vllm_runner(model_dir: Path, prompts: list[list[int]], new_tokens: int) -> Callable[[], float]:
-    """vLLM through deepscaler's vLLM engine (its CPU defaults: eager mode, a 1 GiB KV cache)."""
-    from deepscaler.inference.engines.vllm_engine import VLLMEngine
-    from deepscaler.inference.params import SamplingParams
-
-    engine = VLLMEngine(str(model_dir), seed=0)
     params = [SamplingParams(temperature=1.0, max_tokens=new_tokens, ignore_eos=True)] * len(prompts)
 
     def run() -> float:
@@ -95,6 +76,20 @@ def vllm_runner(model_dir: Path, prompts: list[list[int]], new_tokens: int) -> C
         return elapsed
 
     return run
+
+
+def builtin_runner(model_dir: Path, prompts: list[list[int]], new_tokens: int):
+    from deepscaler.inference.engines.builtin import BuiltinEngine
+
+    engine = BuiltinEngine(model_dir, num_threads="auto")
+    return engine_runner(engine, prompts, new_tokens), engine
+
+
+def vllm_runner(model_dir: Path, prompts: list[list[int]], new_tokens: int) -> Callable[[], float]:
+    """vLLM through deepscaler's vLLM engine (its CPU defaults: eager mode, a 1 GiB KV cache)."""
+    from deepscaler.inference.engines.vllm_engine import VLLMEngine
+
+    return engine_runner(VLLMEngine(str(model_dir), seed=0), prompts, new_tokens)
 
 
 def main() -> None:
