@@ -46,39 +46,185 @@ def pack(samples: Seq[Sample], token_budget: int) -> list[list[int]]:
     return batches
 
 
-def collate(samples: Seq[Sample], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded tensors. Token positions are those of the *predicted* tokens (length T - 1), so the
-    response mask and the per-token arrays line up with `token_logprobs(logits[:, :-1], ids[:, 1:])`."""
-    width = max(s.length for s in samples)
+def shared_prompt_size(samples: Seq[Sample]) -> int:
+    """Padded tokens the shared-prompt forward computes for these samples: (distinct prompts × longest prompt)
+    + (rows × longest response)."""
+    prompts = {tuple(s.prompt) for s in samples}
+    return len(prompts) * max(len(p) for p in prompts) + len(samples) * max(len(s.response) for s in samples)
+
+
+def pack_by_prompt(samples: Seq[Sample], token_budget: int) -> list[list[int]]:
+    """Like `pack`, for the shared-prompt forward: indices grouped so each micro-batch's `shared_prompt_size`
+    fits the budget, keeping the samples of a prompt together (its forward is then paid once).
+
+    Prompts are taken longest sample first; one whose samples do not fit the current micro-batch starts the next,
+    and one too big for any micro-batch is split over several (paying its prompt once in each)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, sample in enumerate(samples):
+        groups.setdefault(tuple(sample.prompt), []).append(index)
+    ordered = sorted(groups.values(), key=lambda g: -max(samples[i].length for i in g))
+
+    def fits(indices: list[int]) -> bool:
+        return shared_prompt_size([samples[i] for i in indices]) <= token_budget
+
+    batches: list[list[int]] = []
+    for group in ordered:
+        group = sorted(group, key=lambda i: -len(samples[i].response))
+        if batches and fits(batches[-1] + group):
+            batches[-1] += group
+        elif fits(group):
+            batches.append(group)
+        else:
+            batches.append([])
+            for index in group:
+                if batches[-1] and not fits(batches[-1] + [index]):
+                    batches.append([])
+                batches[-1].append(index)
+    return batches
+
+
+def collate_responses(samples: Seq[Sample], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded per-response tensors: column j of a row is response token j, so `response_ids`, `mask` and
+    the per-token arrays line up with the logits of `response_logits`."""
+    width = max(1, max(len(s.response) for s in samples))
     rows = len(samples)
-    input_ids = torch.full((rows, width), pad_id, dtype=torch.long)
-    attention = torch.zeros((rows, width), dtype=torch.long)
-    mask = torch.zeros((rows, width - 1), dtype=torch.float32)
-    aligned = {name: torch.zeros((rows, width - 1)) for name in ("rollout_logp", "old_logp", "ref_logp")}
+    response_ids = torch.full((rows, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((rows, width), dtype=torch.float32)
+    aligned = {name: torch.zeros((rows, width)) for name in ("rollout_logp", "old_logp", "ref_logp")}
     for row, sample in enumerate(samples):
-        ids = sample.prompt + sample.response
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        attention[row, : len(ids)] = 1
-        start, end = len(sample.prompt) - 1, len(ids) - 1
-        mask[row, start:end] = 1.0
+        length = len(sample.response)
+        response_ids[row, :length] = torch.tensor(sample.response, dtype=torch.long)
+        mask[row, :length] = 1.0
         for name, tensor in aligned.items():
             values = getattr(sample, name)
             if values is not None:
-                tensor[row, start:end] = values
-    batch = {"input_ids": input_ids, "attention_mask": attention, "mask": mask,
+                tensor[row, :length] = values
+    batch = {"response_ids": response_ids, "mask": mask,
              "advantages": torch.tensor([s.advantage for s in samples], dtype=torch.float32)}
     batch.update(aligned)
     return batch
 
 
-def forward_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor], compute_dtype: str = "float32"):
-    """Logits of a collated batch on the model's device; bfloat16 compute runs under autocast, so the
-    parameters (and the optimizer's view of them) stay float32."""
+def can_share_prompts(model: torch.nn.Module) -> bool:
+    """Whether `response_logits(..., share_prompts=True)` is exact and safe for this model.
+
+    Not under DDP or FSDP (the shared route makes two forward calls per micro-batch, and those wrappers
+    expect one forward per backward, or the same forwards on every rank); not with gradient checkpointing
+    (Hugging Face drops the cache inside checkpointed layers); not with sliding-window layers (the explicit
+    mask built here would override their window)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    if isinstance(model, (torch.nn.parallel.DistributedDataParallel, FSDPModule)):
+        return False
+    if getattr(model, "is_gradient_checkpointing", False):
+        return False
+    config = getattr(model, "config", None)
+    return config is not None and "sliding_attention" not in (getattr(config, "layer_types", None) or [])
+
+
+def prompts_repeat(samples: Seq[Sample]) -> bool:
+    """Whether some prompt is shared by several samples (else the shared-prompt route only adds a forward)."""
+    return len({tuple(s.prompt) for s in samples}) < len(samples)
+
+
+def response_logits(model: torch.nn.Module, samples: Seq[Sample], pad_id: int, compute_dtype: str = "float32",
+                    share_prompts: bool = False) -> torch.Tensor:
+    """Float32 logits (rows, longest response, V) on the model's device: [i, j] predicts response token j of
+    sample i (columns past a response's end are padding). bfloat16 compute runs under autocast, so the
+    parameters (and the optimizer's view of them) stay float32.
+
+    share_prompts: run each distinct prompt once and let its samples' responses attend to its keys and values
+    (see `can_share_prompts`); the same numbers as the plain route up to float rounding, with the prompt's
+    share of the forward and backward done once per group instead of once per sample."""
     device = next(model.parameters()).device
+    width = max(1, max(len(s.response) for s in samples))
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=compute_dtype == "bfloat16"):
-        # Padding is on the right and attention is causal, so no real token attends to padding: without a
-        # mask, attention runs the faster plain-causal kernel (padded positions are masked out of the loss).
-        return model(input_ids=batch["input_ids"].to(device), use_cache=False).logits.float()
+        if share_prompts:
+            logits = _shared_prompt_logits(model, samples, pad_id, width, device)
+        else:
+            logits = _full_sequence_logits(model, samples, pad_id, width, device)
+    return logits.float()
+
+
+def _full_sequence_logits(model: torch.nn.Module, samples: Seq[Sample], pad_id: int, width: int,
+                          device: torch.device) -> torch.Tensor:
+    """One forward over each whole prompt + response, right-padded; the response columns are then gathered."""
+    length = max(s.length for s in samples)
+    input_ids = torch.full((len(samples), length), pad_id, dtype=torch.long)
+    for row, sample in enumerate(samples):
+        input_ids[row, : sample.length] = torch.tensor(sample.prompt + sample.response, dtype=torch.long)
+    # Padding is on the right and attention is causal, so no real token attends to padding: without a
+    # mask, attention runs the faster plain-causal kernel (padded positions are masked out of the loss).
+    logits = model(input_ids=input_ids.to(device), use_cache=False).logits
+    # Response token j of a sample is predicted at position len(prompt) - 1 + j.
+    starts = torch.tensor([len(s.prompt) - 1 for s in samples], device=device)
+    index = (starts[:, None] + torch.arange(width, device=device)).clamp(max=length - 1)
+    return logits.gather(1, index[:, :, None].expand(-1, -1, logits.shape[-1]))
+
+
+def prompt_layout(samples: Seq[Sample]) -> tuple[list[list[int]], list[int]]:
+    """The distinct prompts (in order of first appearance) and, per sample, the index of its prompt."""
+    index: dict[tuple[int, ...], int] = {}
+    owner = [index.setdefault(tuple(s.prompt), len(index)) for s in samples]
+    return [list(p) for p in index], owner
+
+
+def left_padded_causal_mask(pads: torch.Tensor, length: int) -> torch.Tensor:
+    """(rows, 1, length, length) boolean mask for left-padded rows: causal, and the first `pads[row]` keys
+    hidden. A padding query still sees itself, so no softmax row is empty (an empty row would give NaN, and
+    0 · NaN in the next matmul would reach the real tokens)."""
+    positions = torch.arange(length, device=pads.device)
+    causal = positions[None, :] <= positions[:, None]
+    real_key = positions[None, :] >= pads[:, None]
+    diagonal = torch.eye(length, dtype=torch.bool, device=pads.device)
+    return (causal[None] & (real_key[:, None, :] | diagonal[None]))[:, None]
+
+
+def prefix_causal_mask(prefix_pads: torch.Tensor, prefix_length: int, length: int) -> torch.Tensor:
+    """(rows, 1, length, prefix_length + length) boolean mask for queries that follow a left-padded prefix held
+    in the cache: every real prefix key is visible, then causal attention among the queries."""
+    keys = torch.arange(prefix_length, device=prefix_pads.device)
+    prefix = (keys[None, :] >= prefix_pads[:, None])[:, None, :].expand(-1, length, -1)
+    positions = torch.arange(length, device=prefix_pads.device)
+    causal = (positions[None, :] <= positions[:, None])[None].expand(len(prefix_pads), -1, -1)
+    return torch.cat([prefix, causal], dim=-1)[:, None]
+
+
+def _shared_prompt_logits(model: torch.nn.Module, samples: Seq[Sample], pad_id: int, width: int,
+                          device: torch.device) -> torch.Tensor:
+    """Two forwards: the distinct prompts (left-padded, so each ends in the last column and its last logits
+    predict the first response token), then all responses against their prompt's cached keys and values,
+    copied per sample with index_select (whose backward sums the samples' gradients into the one prompt)."""
+    from transformers import DynamicCache
+
+    prompts, owner = prompt_layout(samples)
+    prompt_length = max(len(p) for p in prompts)
+    pads = torch.tensor([prompt_length - len(p) for p in prompts], device=device)
+    prompt_ids = torch.full((len(prompts), prompt_length), pad_id, dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        prompt_ids[row, prompt_length - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+    positions = (torch.arange(prompt_length, device=device)[None, :] - pads[:, None]).clamp(min=0)
+    # Equal lengths need no mask: attention then takes the plain-causal kernel.
+    mask = left_padded_causal_mask(pads, prompt_length) if bool(pads.any()) else None
+    out = model(input_ids=prompt_ids.to(device), attention_mask=mask, position_ids=positions, use_cache=True,
+                logits_to_keep=1)
+    owners = torch.tensor(owner, device=device)
+    first = out.logits[:, -1].index_select(0, owners)[:, None]
+    if width == 1:
+        return first
+    cache = DynamicCache(ddp_cache_data=[(layer.keys.index_select(0, owners), layer.values.index_select(0, owners))
+                                         for layer in out.past_key_values.layers])
+    # The last response token predicts nothing, so the second forward stops one short of the longest response.
+    response_ids = torch.full((len(samples), width - 1), pad_id, dtype=torch.long)
+    for row, sample in enumerate(samples):
+        fed = sample.response[:-1]
+        response_ids[row, : len(fed)] = torch.tensor(fed, dtype=torch.long)
+    starts = torch.tensor([len(s.prompt) for s in samples], device=device)
+    positions = starts[:, None] + torch.arange(width - 1, device=device)
+    mask = prefix_causal_mask(pads.index_select(0, owners), prompt_length, width - 1)
+    rest = model(input_ids=response_ids.to(device), attention_mask=mask, position_ids=positions,
+                 past_key_values=cache, use_cache=True).logits
+    return torch.cat([first, rest], dim=1)
 
 
 @torch.no_grad()
@@ -90,7 +236,8 @@ def fill_logprobs(model: torch.nn.Module, samples: Seq[Sample], attribute: str, 
     model gathers its parameters in each forward, a collective), padding with one-token passes."""
     was_training = model.training
     model.eval()
-    batches = pack(samples, token_budget)
+    share = not lockstep and can_share_prompts(model) and prompts_repeat(samples)
+    batches = pack_by_prompt(samples, token_budget) if share else pack(samples, token_budget)
     if lockstep:
         from deepscaler.trainer import distributed as dist
 
@@ -99,10 +246,9 @@ def fill_logprobs(model: torch.nn.Module, samples: Seq[Sample], attribute: str, 
             model(input_ids=torch.full((1, 1), pad_id, dtype=torch.long, device=device), use_cache=False)
     for indices in batches:
         chunk = [samples[i] for i in indices]
-        batch = collate(chunk, pad_id)
-        logits = forward_logits(model, batch, compute_dtype)
-        logp = token_logprobs(logits[:, :-1], batch["input_ids"][:, 1:].to(logits.device), temperature).cpu()
+        batch = collate_responses(chunk, pad_id)
+        logits = response_logits(model, chunk, pad_id, compute_dtype, share_prompts=share)
+        logp = token_logprobs(logits, batch["response_ids"].to(logits.device), temperature).cpu()
         for row, sample in enumerate(chunk):
-            start = len(sample.prompt) - 1
-            setattr(sample, attribute, logp[row, start : start + len(sample.response)].float().clone())
+            setattr(sample, attribute, logp[row, : len(sample.response)].float().clone())
     model.train(was_training)

@@ -14,7 +14,15 @@ from torch.distributed.tensor import DTensor
 from deepscaler.algorithms import entropy_from_logits, grpo_loss, token_logprobs, truncated_is_weights
 from deepscaler.trainer import distributed as dist
 from deepscaler.trainer.config import TrainConfig
-from deepscaler.trainer.sequences import Sample, collate, forward_logits, pack
+from deepscaler.trainer.sequences import (
+    Sample,
+    can_share_prompts,
+    collate_responses,
+    pack,
+    pack_by_prompt,
+    prompts_repeat,
+    response_logits,
+)
 
 
 def minibatch_groups(num_groups: int, mini_batches: int, seed: int) -> list[list[int]]:
@@ -62,7 +70,10 @@ def _optimizer_step(
     scale = float(dist.world_size())
     optimizer.zero_grad(set_to_none=True)
     sums: dict[str, float] = defaultdict(float)
-    micro = pack(samples, config.optim.micro_batch_tokens) if samples else []
+    # Samples of one prompt share its forward and backward when the model allows it (see can_share_prompts).
+    share = can_share_prompts(model) and prompts_repeat(samples)
+    packer = pack_by_prompt if share else pack
+    micro = packer(samples, config.optim.micro_batch_tokens) if samples else []
     # Every rank must run the same number of backward passes (DDP synchronises on the last one; FSDP
     # gathers parameters in every forward and backward).
     count = dist.all_reduce_max(len(micro))
@@ -72,7 +83,7 @@ def _optimizer_step(
                 _zero_backward(model, pad_id)
                 continue
             metrics, tokens = _micro_step(model, [samples[i] for i in micro[k]], config, norms, max_response_tokens,
-                                          pad_id, temperature, scale)
+                                          pad_id, temperature, scale, share)
         for key, value in metrics.items():
             sums[key] += value if key.endswith("_sum") else value * tokens / max(norms["global_tokens"], 1)
     grad_norm = _clip_gradients(model, config.optim.grad_clip)
@@ -87,18 +98,17 @@ def _optimizer_step(
 
 def _micro_step(
     model: torch.nn.Module, chunk: list[Sample], config: TrainConfig, norms: dict[str, float],
-    max_response_tokens: int, pad_id: int, temperature: float, scale: float,
+    max_response_tokens: int, pad_id: int, temperature: float, scale: float, share_prompts: bool = False,
 ) -> tuple[dict[str, float], float]:
     algo = config.algorithm
     device = next(model.parameters()).device
     on_policy = chunk[0].old_logp is None  # a single update per step: the old policy is the current one
-    batch = collate(chunk, pad_id)
-    logits = forward_logits(model, batch, config.model.dtype)[:, :-1]
-    batch = {key: value.to(device) for key, value in batch.items()}
+    logits = response_logits(model, chunk, pad_id, config.model.dtype, share_prompts=share_prompts)
+    batch = {key: value.to(device) for key, value in collate_responses(chunk, pad_id).items()}
     mask = batch["mask"]
     if algo.mask_truncated:
         mask = mask * torch.tensor([0.0 if s.truncated else 1.0 for s in chunk], device=device).unsqueeze(1)
-    logp = token_logprobs(logits, batch["input_ids"][:, 1:], temperature)
+    logp = token_logprobs(logits, batch["response_ids"], temperature)
     old_logp = logp.detach() if on_policy else batch["old_logp"]
     entropy = entropy_from_logits(logits, temperature) if algo.entropy_coef else None
     is_weights = None
