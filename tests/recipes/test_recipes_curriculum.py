@@ -11,6 +11,7 @@ import pytest
 
 from deepscaler.recipes.curriculum import (
     FAMILIES,
+    HASTY_LINE,
     MAX_DIFFICULTY,
     generate_problems,
     is_heldout,
@@ -32,6 +33,12 @@ def _independent_answer(problem: dict) -> Fraction:
     if family == "modular":
         base, exponent, modulus = map(int, re.findall(r"\d+", text))
         return Fraction(pow(base, exponent, modulus))
+    if family == "recurrence":
+        _, start, _, multiplier, increment, modulus, terms = map(int, re.findall(r"\d+", text))
+        value = start
+        for _ in range(terms):
+            value = (multiplier * value + increment) % modulus
+        return Fraction(value)
     if family == "fractions":
         expression = re.search(r"\$(.*?)\$", text).group(1)
         python = re.sub(r"\\frac\{(\d+)\}\{(\d+)\}", r"Fraction(\1, \2)", expression)
@@ -83,6 +90,11 @@ def test_known_problem_and_its_worked_solution():
                      "\\frac{1}{4}=\\frac{2}{8}", "Add the numerators:", "4+3+2", "=7+2", "=9",
                      "\\frac{9}{8} is in lowest terms."]
 
+    recurrence = {"family": "recurrence", "spec": {"start": 4, "multiplier": 2, "increment": 5, "modulus": 6,
+                                                   "terms": 2}}
+    lines, answer = solve(recurrence)
+    assert answer == "1" and lines == ["x_{1}=2\\cdot4+5=13=2\\cdot6+1", "x_{2}=2\\cdot1+5=7=1\\cdot6+1"]
+
     linear = {"family": "linear", "spec": {"x": 4, "k": 2, "a": 3, "b": 1, "m": 1, "c": 2, "e": 18}}
     lines, answer = solve(linear)
     assert answer == "4"
@@ -97,7 +109,7 @@ def test_problems_are_deterministic_for_a_seed_and_differ_across_seeds():
 
 
 def test_mix_is_balanced_over_families_and_difficulties():
-    problems = generate_problems(200, seed=0)
+    problems = generate_problems(250, seed=0)
     counts = {(f, d): 0 for f in FAMILIES for d in range(1, MAX_DIFFICULTY + 1)}
     for problem in problems:
         counts[(problem["family"], problem["difficulty"])] += 1
@@ -129,6 +141,21 @@ def test_correct_traces_earn_the_reward_and_slipped_ones_do_not():
     assert 0.22 < wrong / len(traces) < 0.38
     assert all(teacher_trace(p, rng, 0.0).correct for p in problems[:50])
     assert not any(teacher_trace(p, rng, 1.0).correct for p in problems[:50])
+
+
+def test_hasty_traces_answer_without_working_and_are_right_at_their_rate():
+    problems = generate_problems(1000, seed=6)
+    rng = random.Random(1)
+    traces = [teacher_trace(p, rng, error_rate=0.0, hasty_rate=0.4, hasty_right=0.25) for p in problems]
+    hasty = [(p, t) for p, t in zip(problems, traces) if not t.worked]
+    assert 0.35 < len(hasty) / len(traces) < 0.45
+    assert all(t.correct for t in traces if t.worked)
+    for problem, trace in hasty:
+        assert trace.text == ("<think>\n" + HASTY_LINE + "\n</think>\nThe answer is $\\boxed{" + trace.answer + "}$.")
+        assert math_reward(trace.text, problem["answer"], think="required") == (1.0 if trace.correct else 0.0)
+        if "modulus" in problem["spec"]:  # a wrong remainder is still a remainder
+            assert 0 <= int(trace.answer) < problem["spec"]["modulus"]
+    assert 0.18 < sum(t.correct for _, t in hasty) / len(hasty) < 0.32
 
 
 def test_teacher_is_deterministic_for_a_seed():

@@ -16,15 +16,19 @@ def test_prompt_is_the_evaluation_default():
                                     "within \\boxed{}.")
 
 
-def test_sft_examples_pair_prompts_with_traces_at_the_error_rate():
+def test_sft_examples_pair_prompts_with_traces_at_their_rates():
     from deepscaler.recipes.curriculum import generate_problems
 
-    problems = generate_problems(200, seed=0)
-    pairs, correct = sft_examples(problems, error_rate=0.2, seed=0)
-    assert len(pairs) == 200 and pairs[0][0] == user_prompt(problems[0])
+    problems = generate_problems(400, seed=0)
+    pairs, shares = sft_examples(problems, error_rate=0.2, seed=0)
+    assert len(pairs) == 400 and pairs[0][0] == user_prompt(problems[0])
     assert all(response.startswith("<think>\n") for _, response in pairs)
-    assert 0.72 < correct < 0.88
-    assert sft_examples(problems, 0.2, seed=0) == (pairs, correct)
+    assert 0.72 < shares["correct"] < 0.88 and shares["worked"] == 1.0
+    assert sft_examples(problems, 0.2, seed=0) == (pairs, shares)
+    # Hasty traces: 30% answer without working, a quarter of those right; 20% of the rest slip.
+    _, shares = sft_examples(problems, error_rate=0.2, seed=0, hasty_rate=0.3)
+    assert 0.24 < 1 - shares["worked"] < 0.36
+    assert 0.55 < shares["correct"] < 0.69  # about 0.7 * 0.8 + 0.3 * 0.25 = 0.635
 
 
 def test_prepare_stage0_on_a_micro_budget(tmp_path: Path):
@@ -32,7 +36,9 @@ def test_prepare_stage0_on_a_micro_budget(tmp_path: Path):
                               eval_max_tokens=16, sft=SFTConfig(batch_size=8, progress=False, threads=1))
     sft_dir, train, heldout, metrics = prepare_stage0(tmp_path, config)
     assert sft_dir == tmp_path / "sft" and (sft_dir / "model.safetensors").is_file()
-    assert len(train) == 30 and len(heldout) == 4
+    # The RL set keeps each drawn problem once (easy levels of one family have few distinct problems).
+    assert 25 <= len(train) <= 30 and len({p["id"] for p in train}) == len(train) and len(heldout) == 4
+    assert {p["family"] for p in train + heldout} == {"modular"}
     assert not any(is_heldout(p["problem"]) for p in train) and all(is_heldout(p["problem"]) for p in heldout)
     assert metrics["sft"]["steps"] == 5 and metrics["sft"]["examples"] == 40
     result = metrics["heldout"]

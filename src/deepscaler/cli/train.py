@@ -78,12 +78,13 @@ def _print_summary(summary: dict, out: Path) -> None:
     from rich.table import Table
 
     table = Table(title="held-out problems (never trained on)")
-    for column in ("model", "pass@1", "pass@8", "maj@8", "mean length", "truncated"):
+    for column in ("model", "pass@1", "pass@8", "maj@8", "worked", "mean length", "truncated"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for name, values in summary["eval"].items():
         if name != "final":
             table.add_row(name, *(f"{values.get(key, float('nan')):.3f}" for key in ("pass@1", "pass@8", "maj@8")),
-                          f"{values.get('mean_length', 0):.0f}", f"{values.get('truncation_rate', 0):.2f}")
+                          f"{values.get('worked_rate', 0):.0%}", f"{values.get('mean_length', 0):.0f}",
+                          f"{values.get('truncation_rate', 0):.2f}")
     console = Console()
     console.print(table)
     sft, final = summary["eval"]["sft"]["pass@1"], summary["eval"]["final"]["pass@1"]

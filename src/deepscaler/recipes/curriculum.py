@@ -1,14 +1,19 @@
 """A synthetic math curriculum with exact answers, and a programmatic teacher that writes worked solutions.
 
-Four families (arithmetic chains, linear equations, modular powers, fraction sums) share one difficulty
-knob, 1 (easy) to MAX_DIFFICULTY (hard): a harder problem needs more reasoning steps, so its worked
-solution is longer and a short response budget cuts it off. Problems and answers are written in the
-LaTeX the verifier reads (`\\frac{13}{12}`, `-7`).
+Five families (arithmetic chains, linear equations, modular powers, fraction sums, linear recurrences
+modulo m) share one difficulty knob, 1 (easy) to MAX_DIFFICULTY (hard): a harder problem needs more
+reasoning steps, so its worked solution is longer and a short response budget cuts it off. Problems and
+answers are written in the LaTeX the verifier reads (`\\frac{13}{12}`, `-7`).
 
-The teacher solves a problem from its `spec` (the numbers it was generated from) step by step. With
-probability `error_rate` it makes one plausible slip (a step's result off by a little) and carries the
-wrong value through to a wrong boxed answer: a model distilled from such traces makes the same kind of
-slips some of the time, which is what leaves room for RL on a verifiable reward.
+The teacher solves a problem from its `spec` (the numbers it was generated from) step by step, and is
+imperfect in two ways (see `teacher_trace`): sometimes it answers without working, and sometimes one
+step slips and the wrong value is carried to a wrong answer.
+
+In the modular families every line of a solution repeats the numbers the next line needs, so a step
+reads only the line above; in the others a step also reads numbers from the problem statement. A tiny
+model trained for minutes learns the first kind far better: after SFT on 12,000 traces it solved
+about 64% of held-out modular powers and 10-19% of the other families (copying a chain of numbers
+from the prompt is the skill it had not yet learned).
 
 Held-out problems are chosen by a hash of the problem text, so a problem is held out or not whatever
 the seed that generated it: no training set, from any seed, can contain a held-out problem.
@@ -26,7 +31,7 @@ from typing import Any
 
 MAX_DIFFICULTY = 5
 ARITHMETIC_MAX = 20
-FAMILIES = ("arithmetic", "linear", "modular", "fractions")
+FAMILIES = ("arithmetic", "linear", "modular", "fractions", "recurrence")
 HELDOUT_BUCKETS = 10  # a problem is held out when its text hashes to bucket 0: a tenth of the space
 
 Problem = dict[str, Any]
@@ -158,10 +163,10 @@ def _linear_solve(spec: dict, tape: _Tape) -> tuple[list[str], Fraction]:
 
 
 def _modular_sample(rng: random.Random, difficulty: int) -> dict:
-    modulus = rng.randint(3, 7)
-    base = rng.randint(2, 40)
+    modulus = rng.randint(3, 9)
+    base = rng.randint(2, 60)
     while base % modulus in (0, 1):
-        base = rng.randint(2, 40)
+        base = rng.randint(2, 60)
     # One exponent per difficulty, so the same problem text never appears at two difficulties.
     return {"base": base, "exponent": 2 * difficulty + 1, "modulus": modulus}
 
@@ -182,6 +187,31 @@ def _modular_solve(spec: dict, tape: _Tape) -> tuple[list[str], Fraction]:
                      f"+{product % modulus}")
         residue = product % modulus
     return lines, Fraction(residue)
+
+
+def _recurrence_sample(rng: random.Random, difficulty: int) -> dict:
+    """x_{n+1} = (a x_n + b) mod m from x_0, asked for the term 2 * difficulty."""
+    modulus = rng.randint(5, 9)
+    return {"start": rng.randint(0, modulus - 1), "multiplier": rng.randint(2, modulus - 1),
+            "increment": rng.randint(1, 9), "modulus": modulus, "terms": 2 * difficulty}
+
+
+def _recurrence_statement(spec: dict) -> str:
+    return (f"Let $x_0={spec['start']}$ and let $x_{{n+1}}$ be the remainder when "
+            f"${spec['multiplier']}x_n+{spec['increment']}$ is divided by ${spec['modulus']}$. "
+            f"Find $x_{{{spec['terms']}}}$.")
+
+
+def _recurrence_solve(spec: dict, tape: _Tape) -> tuple[list[str], Fraction]:
+    a, b, modulus, value = spec["multiplier"], spec["increment"], spec["modulus"], spec["start"]
+    lines = []
+    for n in range(1, spec["terms"] + 1):
+        total = tape(a * value + b)
+        if total < 0:
+            raise ValueError("a slip made a value negative")
+        lines.append(f"x_{{{n}}}={a}\\cdot{value}+{b}={total}={total // modulus}\\cdot{modulus}+{total % modulus}")
+        value = total % modulus
+    return lines, Fraction(value)
 
 
 # Each sum draws its denominators from one chain, where each divides the next: the common denominator
@@ -241,6 +271,7 @@ FAMILY_IMPLS: dict[str, Family] = {
     "linear": Family(_linear_sample, _linear_statement, _linear_solve),
     "modular": Family(_modular_sample, _modular_statement, _modular_solve),
     "fractions": Family(_fractions_sample, _fractions_statement, _fractions_solve),
+    "recurrence": Family(_recurrence_sample, _recurrence_statement, _recurrence_solve),
 }
 
 
@@ -312,12 +343,14 @@ def solve(problem: Problem, slip: tuple[int, int] | None = None) -> tuple[list[s
 
 @dataclass(frozen=True)
 class Trace:
-    """A teacher's response to one problem; `correct` is False for a deliberately slipped solution."""
+    """A teacher's response to one problem: `correct` when its answer is right, `worked` unless it
+    answered without working."""
 
     problem_id: str
     text: str
     answer: str
     correct: bool
+    worked: bool = True
 
 
 def format_response(lines: Sequence[str], answer: str) -> str:
@@ -328,8 +361,34 @@ def format_response(lines: Sequence[str], answer: str) -> str:
 SLIP_DELTAS = (-2, -1, 1, 2)
 
 
-def teacher_trace(problem: Problem, rng: random.Random, error_rate: float = 0.0) -> Trace:
-    """The teacher's worked solution; with probability `error_rate`, one step slips and the answer is wrong."""
+HASTY_LINE = "I can see the answer without working it out."
+NEAR_MISSES = (-3, -2, -1, 1, 2, 3)
+
+
+def hasty_answer(problem: Problem, rng: random.Random, right: float) -> str:
+    """An answer stated without working: the right one with probability `right`, else a wrong one
+    (another remainder when the answer is a remainder, a near miss otherwise)."""
+    gold = FAMILY_IMPLS[problem["family"]].solve(problem["spec"], _Tape())[1]
+    if rng.random() < right:
+        return tex(gold)
+    if "modulus" in problem["spec"]:
+        return tex(rng.choice([r for r in range(problem["spec"]["modulus"]) if r != gold]))
+    return tex(gold + Fraction(rng.choice(NEAR_MISSES), gold.denominator))
+
+
+def teacher_trace(problem: Problem, rng: random.Random, error_rate: float = 0.0, hasty_rate: float = 0.0,
+                  hasty_right: float = 0.25) -> Trace:
+    """The teacher's response to a problem, imperfect in two ways.
+
+    With probability `hasty_rate` it does not work the problem at all and states an answer that is right
+    with probability `hasty_right`: a model distilled from such traces answers without working part of
+    the time, which RL on a verifiable reward can unlearn. Otherwise it works step by step, and with
+    probability `error_rate` one step slips and the wrong value is carried to a wrong answer.
+    """
+    if rng.random() < hasty_rate:
+        answer = hasty_answer(problem, rng, hasty_right)
+        return Trace(problem["id"], format_response([HASTY_LINE], answer), answer, answer == problem["answer"],
+                     worked=False)
     tape = _Tape()
     lines, answer = FAMILY_IMPLS[problem["family"]].solve(problem["spec"], tape)
     gold = tex(answer)

@@ -1,12 +1,13 @@
 """The embedded default recipe's Stage 0: a tiny Qwen2 model, distilled on an imperfect teacher's traces.
 
-`prepare_stage0` builds a random tiny model, fine-tunes it on worked solutions of the synthetic
-curriculum (a share of them deliberately wrong) and measures it on held-out problems. The defaults in
-`TinyRecipeConfig` were measured on a 2-core CPU: about two and a half minutes of SFT, a model that
-keeps the format nearly always but answers right only some of the time, and right more often in some
-of several samples than in one, which is the signal GRPO learns from. The learning rate and batch
-size matter most: a from-scratch model this small learns to copy numbers from the prompt (the skill
-every step needs) only with a modest learning rate (5e-4) and many small steps (batches of 8).
+`prepare_stage0` builds a random tiny model, fine-tunes it on the teacher's responses to curriculum
+problems and measures it on held-out problems. The teacher is imperfect on purpose (curriculum.py):
+30% of its responses state an answer without working (right a quarter of the time) and 10% of the
+worked ones slip. The distilled model copies both habits, and sampling at temperature 0.6 sharpens the
+first: measured on a 2-core CPU after about two and a half minutes of SFT, it answers without working
+about 90% of the time, works about 70% of the problems it does work out correctly, and scores about
+0.25 pass@1: a mediocre reasoner whose own samples show GRPO that working pays. A learning rate of
+5e-4 and many small steps (batches of 8) trained this model best.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from deepscaler.eval.runner import DEFAULT_PROMPT
-from deepscaler.recipes.curriculum import FAMILIES, MAX_DIFFICULTY, Problem, generate_problems, teacher_trace
+from deepscaler.recipes.curriculum import HASTY_LINE, MAX_DIFFICULTY, Problem, generate_problems, teacher_trace
 from deepscaler.recipes.sft import SFTConfig, run_sft
 
 
@@ -31,22 +32,31 @@ def user_prompt(problem: Problem, template: str = DEFAULT_PROMPT) -> str:
     return template.format(problem=problem["problem"])
 
 
+# A family in which each step reads only the line above (see curriculum.py), which a model trained for
+# minutes learns to work out well, so working clearly beats answering without working. With linear
+# recurrences mixed in (half the traces each, or 12,000 traces in all) the SFT model worked its
+# solutions out right only 32-40% of the time, against about 70% on modular powers alone.
+EMBEDDED_FAMILIES = ("modular",)
+
+
 @dataclass
 class TinyRecipeConfig:
     """Every choice of Stage 0 of the embedded default recipe.
 
-    sft_problems: distinct training problems the teacher solves (one trace each); error_rate: the
-    share of those traces with a deliberate slip. rl_problems / heldout_problems: sizes of the RL
-    training set and the held-out evaluation set. eval_*: how the held-out set is sampled.
+    families: curriculum families to draw problems from. sft_problems: training problems the teacher
+    solves (one trace each); hasty_rate: the share of traces that state an answer without working;
+    error_rate: the share of the worked ones with a slip. rl_problems / heldout_problems: sizes of the
+    RL training set and the held-out evaluation set. eval_*: how Stage 0's own evaluation samples.
     """
 
     preset: str = "tiny"
     model_seed: int = 0
     seed: int = 0
-    families: tuple[str, ...] = FAMILIES
+    families: tuple[str, ...] = EMBEDDED_FAMILIES
     difficulties: tuple[int, ...] = tuple(range(1, MAX_DIFFICULTY + 1))
     sft_problems: int = 6000
-    error_rate: float = 0.15
+    error_rate: float = 0.1
+    hasty_rate: float = 0.3
     sft: SFTConfig = field(default_factory=SFTConfig)
     rl_problems: int = 2000
     heldout_problems: int = 100
@@ -57,12 +67,15 @@ class TinyRecipeConfig:
     evaluate: bool = True
 
 
-def sft_examples(problems: Sequence[Problem], error_rate: float, seed: int) -> tuple[list[tuple[str, str]], float]:
-    """(prompt, teacher trace) pairs for the problems, and the share of traces that are correct."""
+def sft_examples(problems: Sequence[Problem], error_rate: float, seed: int, hasty_rate: float = 0.0
+                 ) -> tuple[list[tuple[str, str]], dict[str, float]]:
+    """(prompt, teacher trace) pairs for the problems, and the shares of traces that are correct and
+    that work the problem (`{"correct": x, "worked": y}`)."""
     rng = random.Random(f"deepscaler-teacher/{seed}")
-    traces = [teacher_trace(problem, rng, error_rate) for problem in problems]
+    traces = [teacher_trace(problem, rng, error_rate, hasty_rate) for problem in problems]
     pairs = [(user_prompt(problem), trace.text) for problem, trace in zip(problems, traces)]
-    return pairs, sum(trace.correct for trace in traces) / max(1, len(traces))
+    count = max(1, len(traces))
+    return pairs, {"correct": sum(t.correct for t in traces) / count, "worked": sum(t.worked for t in traces) / count}
 
 
 def evaluate(llm: Any, problems: Sequence[Problem], samples: int = 8, temperature: float = 1.0,
@@ -88,6 +101,7 @@ def evaluate(llm: Any, problems: Sequence[Problem], samples: int = 8, temperatur
                      for c in completions]
         rows.append({"difficulty": problem["difficulty"], "family": problem["family"],
                      "correct": int(sum(rewards)), "formatted": sum(formatted),
+                     "worked": sum(HASTY_LINE not in c.text for c in completions),
                      "lengths": [len(c.token_ids) for c in completions]})
 
     def summary(selected: list[dict]) -> dict[str, Any]:
@@ -96,6 +110,7 @@ def evaluate(llm: Any, problems: Sequence[Problem], samples: int = 8, temperatur
             result[f"pass@{k}"] = statistics.mean(pass_at_k(samples, r["correct"], k) for r in selected)
         lengths = [n for r in selected for n in r["lengths"]]
         result["format_rate"] = sum(r["formatted"] for r in selected) / (samples * len(selected))
+        result["worked_rate"] = sum(r["worked"] for r in selected) / (samples * len(selected))
         result["mean_length"] = statistics.mean(lengths)
         result["max_length"] = max(lengths)
         return result
@@ -128,10 +143,11 @@ def prepare_stage0(out_dir: str | Path, config: TinyRecipeConfig | None = None
     rl_set = list({p["id"]: p for p in generate_problems(config.rl_problems, config.seed + 1, "train",
                                                          unique=False, **mix)}.values())
     heldout = generate_problems(config.heldout_problems, config.seed, "heldout", **mix)
-    examples, correct_share = sft_examples(sft_set, config.error_rate, config.seed)
+    examples, shares = sft_examples(sft_set, config.error_rate, config.seed, config.hasty_rate)
     sft_dir = out / "sft"
     sft_metrics = run_sft(base, sft_dir, examples, config.sft)
-    metrics: dict[str, Any] = {"config": asdict(config), "teacher_correct": correct_share,
+    metrics: dict[str, Any] = {"config": asdict(config), "teacher_correct": shares["correct"],
+                               "teacher_worked": shares["worked"],
                                "sft": {k: v for k, v in sft_metrics.items() if k != "config"}}
     if config.evaluate:
         with LLM(model=sft_dir, engine="builtin", seed=config.seed) as llm:
