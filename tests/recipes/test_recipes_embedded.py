@@ -51,7 +51,11 @@ def test_writes_everything_a_run_promises(runs):
     report = (out / "report.md").read_text()
     assert "| sft |" in report and "| long |" in report and "changed by" in report
     for name in ("sft", "short", "medium", "long"):  # held-out evaluations through deepscaler.eval
-        assert len((out / "eval" / name / "samples.jsonl").read_text().splitlines()) == 6 * 8
+        samples = [json.loads(line) for line in (out / "eval" / name / "samples.jsonl").read_text().splitlines()]
+        assert len(samples) == 6 * 8
+        hasty = sum("without working it out" in sample["response"] for sample in samples)
+        assert summary["eval"][name]["worked_rate"] == pytest.approx(1 - hasty / len(samples))
+    assert "| worked |" in report
     # The one-screen ending names the gain and where the report is.
     assert "pass@1" in results[0].stdout and "report.md" in results[0].stdout
 
