@@ -6,7 +6,9 @@ temperature 1.0 with no top-k/top-p and end-of-sequence ignored, so every engine
 best of each is reported.
 Prints tokens/s per engine, the ratio built-in / best baseline, and where the built-in engine's time goes.
 
-    .venv/bin/python bench/bench_inference.py [--batch 64] [--new-tokens 128] [--repeats 3]
+    .venv/bin/python bench/bench_inference.py [--batch 64] [--new-tokens 128] [--repeats 3] [--dtype float32]
+
+--dtype bfloat16 runs every engine in bfloat16 (weights, activations and KV cache).
 """
 
 from __future__ import annotations
@@ -33,12 +35,12 @@ def make_prompts(tokenizer, count: int) -> list[list[int]]:
 
 
 def hf_runner(
-    model_dir: Path, prompts: list[list[int]], new_tokens: int, threads: int | None = None
+    model_dir: Path, prompts: list[list[int]], new_tokens: int, dtype: str, threads: int | None = None
 ) -> Callable[[], float]:
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).eval()
     width = max(len(p) for p in prompts)
     # Left padding, as Hugging Face requires for batched decoder-only generation.
     ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
@@ -78,18 +80,18 @@ def engine_runner(engine, prompts: list[list[int]], new_tokens: int) -> Callable
     return run
 
 
-def builtin_runner(model_dir: Path, prompts: list[list[int]], new_tokens: int):
+def builtin_runner(model_dir: Path, prompts: list[list[int]], new_tokens: int, dtype: str):
     from deepscaler.inference.engines.builtin import BuiltinEngine
 
-    engine = BuiltinEngine(model_dir, num_threads="auto")
+    engine = BuiltinEngine(model_dir, dtype=dtype, num_threads="auto")
     return engine_runner(engine, prompts, new_tokens), engine
 
 
-def vllm_runner(model_dir: Path, prompts: list[list[int]], new_tokens: int) -> Callable[[], float]:
+def vllm_runner(model_dir: Path, prompts: list[list[int]], new_tokens: int, dtype: str) -> Callable[[], float]:
     """vLLM through deepscaler's vLLM engine (its CPU defaults: eager mode, a 1 GiB KV cache)."""
     from deepscaler.inference.engines.vllm_engine import VLLMEngine
 
-    return engine_runner(VLLMEngine(str(model_dir), seed=0), prompts, new_tokens)
+    return engine_runner(VLLMEngine(str(model_dir), dtype=dtype, seed=0), prompts, new_tokens)
 
 
 def main() -> None:
@@ -97,6 +99,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     args = parser.parse_args()
 
     import torch
@@ -110,21 +113,21 @@ def main() -> None:
         prompts = make_prompts(tokenizer, args.batch)
         total = args.batch * args.new_tokens
         print(f"workload: tiny Qwen2, batch {args.batch} x {args.new_tokens} new tokens "
-              f"(prompts {min(map(len, prompts))}-{max(map(len, prompts))} tokens), temperature 1.0, "
+              f"(prompts {min(map(len, prompts))}-{max(map(len, prompts))} tokens), {args.dtype}, temperature 1.0, "
               f"{torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.1f} at start")
         # The built-in engine may pick one thread per step when that measures faster (busy machine), so
         # Hugging Face pinned to one thread is a baseline too: the ratio is then not a threading artefact.
         runners: dict[str, Callable[[], float]] = {
-            "hf generate": hf_runner(model_dir, prompts, args.new_tokens),
-            "hf generate 1 thread": hf_runner(model_dir, prompts, args.new_tokens, threads=1),
+            "hf generate": hf_runner(model_dir, prompts, args.new_tokens, args.dtype),
+            "hf generate 1 thread": hf_runner(model_dir, prompts, args.new_tokens, args.dtype, threads=1),
         }
         try:
             import vllm  # noqa: F401
         except Exception as error:  # not installed, or installed but unusable here
             print(f"  {'vllm':22s} skipped ({type(error).__name__}: {str(error)[:60]})")
         else:
-            runners["vllm"] = vllm_runner(model_dir, prompts, args.new_tokens)
-        runners["builtin"], engine = builtin_runner(model_dir, prompts, args.new_tokens)
+            runners["vllm"] = vllm_runner(model_dir, prompts, args.new_tokens, args.dtype)
+        runners["builtin"], engine = builtin_runner(model_dir, prompts, args.new_tokens, args.dtype)
         for run in runners.values():
             run()  # warm-up
         # Interleaved rounds, best of each: load from other processes hits every engine alike.
