@@ -121,6 +121,8 @@ class RewardScorer:
                 return
             while queue and idle:
                 worker, job = idle.pop(), queue.pop()
+                if not worker.alive():  # died while idle: do not spend one of the job's two attempts on it
+                    worker = self._replace(worker)
                 job.started, job.attempts = time.monotonic(), job.attempts + 1
                 try:
                     worker.send({"kind": "equal", "given": job.answer, "golds": job.golds})
@@ -146,9 +148,13 @@ class RewardScorer:
                 scores[job.index] = float(reply.get("value", 0.0))
                 idle.append(worker)
             now = time.monotonic()
-            for fileno, (worker, job) in list(busy.items()):
-                if now >= job.started + self.timeout:
-                    del busy[fileno]
+            overdue = [fileno for fileno, (_, job) in busy.items() if now >= job.started + self.timeout]
+            if overdue:
+                # Replacing a dead worker above blocks for its start-up, and a reply may have arrived in
+                # the meantime: one already waiting is read on the next pass, not called a time-out.
+                answered, _, _ = select.select(overdue, [], [], 0)
+                for fileno in set(overdue) - set(answered):
+                    worker, _ = busy.pop(fileno)
                     self.stats.timeouts += 1
                     idle.append(self._replace(worker))
 
