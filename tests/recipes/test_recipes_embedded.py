@@ -69,7 +69,10 @@ def test_the_same_seed_gives_the_same_numbers(runs):
     assert rewards[0] == rewards[1]
 
 
-def test_bad_override_fails_before_any_work(tmp_path):
-    result = train(tmp_path / "bad", "stage0.sft.lr=fast")
-    assert result.returncode == 2 and "stage0.sft.lr" in result.stderr and "Traceback" not in result.stderr
+@pytest.mark.parametrize("override, named", [("stage0.sft.lr=fast", "stage0.sft.lr"),
+                                             ("stage0.families=[modular,geometry]", "stage0.families"),
+                                             ("stage0.hasty_rate=1.5", "stage0.hasty_rate")])
+def test_bad_override_fails_before_any_work(tmp_path, override, named):
+    result = train(tmp_path / "bad", override)
+    assert result.returncode == 2 and named in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "bad" / "stage0").exists()

@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from deepscaler.eval.runner import DEFAULT_PROMPT
-from deepscaler.recipes.curriculum import HASTY_LINE, MAX_DIFFICULTY, Problem, generate_problems, teacher_trace
+from deepscaler.recipes.curriculum import (
+    FAMILIES,
+    HASTY_LINE,
+    MAX_DIFFICULTY,
+    Problem,
+    generate_problems,
+    teacher_trace,
+)
 from deepscaler.recipes.sft import SFTConfig, run_sft
 
 
@@ -65,6 +72,18 @@ class TinyRecipeConfig:
     eval_top_p: float = 1.0
     eval_max_tokens: int = 320
     evaluate: bool = True
+
+    def __post_init__(self) -> None:
+        from deepscaler.config import ConfigError
+
+        unknown = [family for family in self.families if family not in FAMILIES]
+        if unknown or not self.families:
+            raise ConfigError(f"stage0.families: choose from {', '.join(FAMILIES)} (got {list(self.families)})")
+        if not set(self.difficulties) <= set(range(1, MAX_DIFFICULTY + 1)) or not self.difficulties:
+            raise ConfigError(f"stage0.difficulties: each must be in 1..{MAX_DIFFICULTY}")
+        for name in ("error_rate", "hasty_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"stage0.{name} must be between 0 and 1")
 
 
 def sft_examples(problems: Sequence[Problem], error_rate: float, seed: int, hasty_rate: float = 0.0
