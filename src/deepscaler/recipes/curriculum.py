@@ -362,6 +362,11 @@ SLIP_DELTAS = (-2, -1, 1, 2)
 
 
 HASTY_LINE = "I can see the answer without working it out."
+
+
+def is_worked(response: str) -> bool:
+    """Whether a response works the problem, rather than answer the way a hasty teacher trace does."""
+    return HASTY_LINE not in response
 NEAR_MISSES = (-3, -2, -1, 1, 2, 3)
 
 

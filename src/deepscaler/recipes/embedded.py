@@ -107,7 +107,7 @@ def run_embedded(out_dir: str | Path = "runs/embedded", overrides: list[str] | N
 
     plot = plot_run(config.out_dir, out / "plots" / "training.png")
     summary = {"eval": evaluations, "wall_seconds": time.perf_counter() - started,
-               "stage0": {"teacher_correct": stage0["teacher_correct"], "teacher_worked": stage0.get("teacher_worked"),
+               "stage0": {"teacher_correct": stage0["teacher_correct"], "teacher_worked": stage0["teacher_worked"],
                           "sft_seconds": stage0["sft"].get("seconds")},
                "plots": [str(plot)], "run_dir": str(out)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -169,13 +169,12 @@ def _evaluate_llm(llm: Any, heldout_file: Path, config: TrainConfig, stage: Stag
 
 
 def worked_rate(samples_file: Path) -> float:
-    """The share of responses that work the problem rather than state an answer the way a hasty teacher
-    trace does."""
+    """The share of an evaluation's responses that work the problem out (see curriculum.is_worked)."""
     from deepscaler.eval.results import read_records
-    from deepscaler.recipes.curriculum import HASTY_LINE
+    from deepscaler.recipes.curriculum import is_worked
 
     records = read_records(samples_file)
-    return sum(HASTY_LINE not in record.response for record in records) / max(1, len(records))
+    return sum(is_worked(record.response) for record in records) / max(1, len(records))
 
 
 def _progress(log: Any):

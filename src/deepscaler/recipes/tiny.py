@@ -25,10 +25,10 @@ from typing import Any
 from deepscaler.eval.runner import DEFAULT_PROMPT
 from deepscaler.recipes.curriculum import (
     FAMILIES,
-    HASTY_LINE,
     MAX_DIFFICULTY,
     Problem,
     generate_problems,
+    is_worked,
     teacher_trace,
 )
 from deepscaler.recipes.sft import SFTConfig, run_sft
@@ -120,7 +120,7 @@ def evaluate(llm: Any, problems: Sequence[Problem], samples: int = 8, temperatur
                      for c in completions]
         rows.append({"difficulty": problem["difficulty"], "family": problem["family"],
                      "correct": int(sum(rewards)), "formatted": sum(formatted),
-                     "worked": sum(HASTY_LINE not in c.text for c in completions),
+                     "worked": sum(is_worked(c.text) for c in completions),
                      "lengths": [len(c.token_ids) for c in completions]})
 
     def summary(selected: list[dict]) -> dict[str, Any]:
