@@ -127,6 +127,14 @@ def prompts_repeat(samples: Seq[Sample]) -> bool:
     return len({tuple(s.prompt) for s in samples}) < len(samples)
 
 
+def plan_micro_batches(model: torch.nn.Module, samples: Seq[Sample], token_budget: int,
+                       allow_sharing: bool = True) -> tuple[bool, list[list[int]]]:
+    """Whether the forward shares each prompt among its samples (when the model allows it and some prompt
+    repeats), and the micro-batches packed for that route."""
+    share = allow_sharing and can_share_prompts(model) and prompts_repeat(samples)
+    return share, (pack_by_prompt if share else pack)(samples, token_budget)
+
+
 def response_logits(model: torch.nn.Module, samples: Seq[Sample], pad_id: int, compute_dtype: str = "float32",
                     share_prompts: bool = False) -> torch.Tensor:
     """Float32 logits (rows, longest response, V) on the model's device: [i, j] predicts response token j of
@@ -236,8 +244,7 @@ def fill_logprobs(model: torch.nn.Module, samples: Seq[Sample], attribute: str, 
     model gathers its parameters in each forward, a collective), padding with one-token passes."""
     was_training = model.training
     model.eval()
-    share = not lockstep and can_share_prompts(model) and prompts_repeat(samples)
-    batches = pack_by_prompt(samples, token_budget) if share else pack(samples, token_budget)
+    share, batches = plan_micro_batches(model, samples, token_budget, allow_sharing=not lockstep)
     if lockstep:
         from deepscaler.trainer import distributed as dist
 

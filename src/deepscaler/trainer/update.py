@@ -14,15 +14,7 @@ from torch.distributed.tensor import DTensor
 from deepscaler.algorithms import entropy_from_logits, grpo_loss, token_logprobs, truncated_is_weights
 from deepscaler.trainer import distributed as dist
 from deepscaler.trainer.config import TrainConfig
-from deepscaler.trainer.sequences import (
-    Sample,
-    can_share_prompts,
-    collate_responses,
-    pack,
-    pack_by_prompt,
-    prompts_repeat,
-    response_logits,
-)
+from deepscaler.trainer.sequences import Sample, collate_responses, plan_micro_batches, response_logits
 
 
 def minibatch_groups(num_groups: int, mini_batches: int, seed: int) -> list[list[int]]:
@@ -71,9 +63,7 @@ def _optimizer_step(
     optimizer.zero_grad(set_to_none=True)
     sums: dict[str, float] = defaultdict(float)
     # Samples of one prompt share its forward and backward when the model allows it (see can_share_prompts).
-    share = can_share_prompts(model) and prompts_repeat(samples)
-    packer = pack_by_prompt if share else pack
-    micro = packer(samples, config.optim.micro_batch_tokens) if samples else []
+    share, micro = plan_micro_batches(model, samples, config.optim.micro_batch_tokens)
     # Every rank must run the same number of backward passes (DDP synchronises on the last one; FSDP
     # gathers parameters in every forward and backward).
     count = dist.all_reduce_max(len(micro))
