@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -19,11 +21,16 @@ import torch
 
 from deepscaler.inference.engines.generation import Generation
 from deepscaler.inference.engines.lean import LeanCausalLM
+from deepscaler.inference.engines.parallel import MIN_SEQUENCES_PER_PROCESS, EngineWorker, split_requests
 from deepscaler.inference.engines.sampler import BatchSampler, completion_seed
 from deepscaler.inference.engines.threads import ThreadTuner
 from deepscaler.inference.models import quiet_transformers
 from deepscaler.inference.outputs import CompletionOutput
 from deepscaler.inference.params import SamplingParams
+
+# data_parallel="auto" splits work between processes only for models up to this size: each process holds
+# its own copy, and a big model's large matmuls already scale across threads.
+AUTO_DATA_PARALLEL_MAX_PARAMETERS = 100_000_000
 
 
 def resolve_dtype(dtype: str | torch.dtype, config_dtype: torch.dtype | str | None) -> torch.dtype:
@@ -46,6 +53,11 @@ class BuiltinEngine:
     while generating, None for torch's current count; "auto" picks 1 or all per step, whichever measures
     faster, which helps on a busy machine but gives up run-to-run reproducibility: some matrix products
     round differently on 1 and 2 threads, and near-tied tokens then flip.
+    data_parallel: processes sharing a generate call (see engines/parallel.py): this one and
+    data_parallel - 1 workers, each on its share of the threads; "auto" is 2 for a model of at most
+    100M parameters when torch has 2 or more threads, else 1. A call is split only when each process gets
+    at least 8 sequences and no per-token callback is set (streaming stays in this process). Results
+    are reproducible for a given setting; a split batch rounds a little differently from a whole one.
     """
 
     name = "builtin"
@@ -61,6 +73,7 @@ class BuiltinEngine:
         max_num_batched_tokens: int = 8192,
         kv_cache_gb: float = 4.0,
         num_threads: int | str | None = None,
+        data_parallel: int | str = "auto",
     ) -> None:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
@@ -87,6 +100,9 @@ class BuiltinEngine:
         if not (num_threads is None or num_threads == "auto" or (isinstance(num_threads, int) and num_threads > 0)):
             raise ValueError(f"num_threads must be a positive integer, None or 'auto', not {num_threads!r}")
         self.num_threads = num_threads
+        if not (data_parallel == "auto" or (isinstance(data_parallel, int) and data_parallel > 0)):
+            raise ValueError(f"data_parallel must be a positive integer or 'auto', not {data_parallel!r}")
+        self.data_parallel = data_parallel
         self._tuner: ThreadTuner | None = None
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
@@ -96,6 +112,14 @@ class BuiltinEngine:
         # Seconds spent per phase in the last generate call (bench/bench_inference.py prints them).
         self.timings: dict[str, float] = {}
         self._on_token: Callable[[int, int, int], None] | None = None
+        self._parameters = sum(t.numel() for t in self.model.tensors().values())
+        self._seed = seed
+        self._workers: list[EngineWorker] = []
+        self._weights_version = 0  # bumped by update_weights; workers are sent the weights when behind
+        self._worker_spec = dict(model=str(path), tokenizer=tokenizer, dtype=self.dtype,
+                                 max_model_len=self.max_model_len, max_num_seqs=max_num_seqs,
+                                 max_num_batched_tokens=max_num_batched_tokens, kv_cache_gb=kv_cache_gb)
+        weakref.finalize(self, _close_all, self._workers)
 
     def _eos_ids(self, config, path: Path, generation_config_cls) -> set[int]:
         ids: set[int] = set()
@@ -146,6 +170,86 @@ class BuiltinEngine:
         seqs = self._expand(prompts, params)
         if not seqs:
             return []
+        processes = self._processes(len(prompts), len(seqs), on_token)
+        threads = max(1, self._total_threads() // processes)
+        remote = []
+        if processes > 1:
+            shards = split_requests(prompts, params, processes)
+            try:
+                remote = self._submit(prompts, params, shards[1:], threads)
+            except RuntimeError as error:
+                self._stop_parallel(error)
+            else:
+                mine = set(shards[0])
+                seqs = [s for s in seqs if s.request in mine]
+        try:
+            self._generate_here(seqs, use_tqdm, threads if remote else None)
+        except BaseException:
+            self._close_workers()  # their replies would otherwise be read as the next call's
+            raise
+        results: list[list[CompletionOutput]] = [[] for _ in prompts]
+        for seq in seqs:
+            results[seq.request].append(seq.output(self._text))
+        self._collect(remote, prompts, params, results)
+        return results
+
+    def _total_threads(self) -> int:
+        return self.num_threads if isinstance(self.num_threads, int) else torch.get_num_threads()
+
+    def _processes(self, requests: int, sequences: int, on_token) -> int:
+        """How many processes share this call: 1 unless splitting pays (see the class docstring)."""
+        processes = self.data_parallel
+        if processes == "auto":
+            small = self._parameters <= AUTO_DATA_PARALLEL_MAX_PARAMETERS
+            processes = 2 if small and self._total_threads() >= 2 else 1
+        if on_token is not None:
+            return 1
+        return max(1, min(processes, sequences // MIN_SEQUENCES_PER_PROCESS, requests))
+
+    def _stop_parallel(self, error: Exception) -> None:
+        warnings.warn(f"{error}; generating in this process only from now on", stacklevel=4)
+        self.data_parallel = 1
+        self._close_workers()
+
+    def _submit(self, prompts, params, shards: list[list[int]], threads: int):
+        """Start the workers' shards (launching workers on first use); returns [(worker, request indices)]."""
+        while len(self._workers) < len(shards):
+            spec = dict(self._worker_spec, num_threads=max(1, threads), data_parallel=1,
+                        seed=completion_seed(self._seed, len(self._workers) + 1),
+                        kv_cache_gb=self._worker_spec["kv_cache_gb"] / (len(shards) + 1))
+            self._workers.append(EngineWorker(spec))
+        weights = None
+        remote = []
+        for worker, indices in zip(self._workers, shards, strict=False):
+            if worker.weights_version != self._weights_version and weights is None:
+                weights = self.model.tensors()
+            worker.submit([prompts[i] for i in indices], [params[i] for i in indices], weights,
+                          self._weights_version)
+            remote.append((worker, indices))
+        return remote
+
+    def _collect(self, remote, prompts, params, results: list[list[CompletionOutput]]) -> None:
+        """Fill `results` with the workers' shards; a shard whose worker failed is generated here instead."""
+        start = time.perf_counter()
+        failed: list[int] = []
+        for worker, indices in remote:
+            try:
+                outputs, _ = worker.collect()
+            except RuntimeError as error:
+                self._stop_parallel(error)
+                failed.extend(indices)
+                continue
+            for request, completions in zip(indices, outputs, strict=True):
+                results[request] = completions
+        if remote:
+            self.timings["waiting for workers"] = time.perf_counter() - start
+        if failed:
+            redo = self.generate([prompts[i] for i in failed], [params[i] for i in failed])
+            for request, completions in zip(failed, redo, strict=True):
+                results[request] = completions
+
+    def _generate_here(self, seqs: list[Generation], use_tqdm: bool, fixed_threads: int | None) -> None:
+        """Run `seqs` to completion in this process (fixed_threads: the thread count, else the engine's)."""
         max_len = max(len(s.prompt) + s.budget for s in seqs)
         per_slot = self.model.cache_bytes_per_slot(max_len)
         slots = min(self.max_num_seqs, len(seqs), max(1, self.kv_cache_bytes // per_slot))
@@ -156,7 +260,7 @@ class BuiltinEngine:
 
             progress = tqdm(total=len(seqs), desc="generating", unit="seq", dynamic_ncols=True)
         threads = torch.get_num_threads()
-        fixed = None if self.num_threads == "auto" else self.num_threads or threads
+        fixed = fixed_threads or (None if self.num_threads == "auto" else self.num_threads or threads)
         if self._tuner is None or (self._tuner.fixed, max(self._tuner.options)) != (fixed, fixed or threads):
             self._tuner = ThreadTuner(threads, fixed=fixed)
         try:
@@ -165,10 +269,6 @@ class BuiltinEngine:
             torch.set_num_threads(threads)
             if progress is not None:
                 progress.close()
-        results: list[list[CompletionOutput]] = [[] for _ in prompts]
-        for seq in seqs:
-            results[seq.request].append(seq.output(self._text))
-        return results
 
     def _run(self, waiting: deque[Generation], slots: int, progress) -> None:
         active: list[Generation] = []
@@ -293,7 +393,18 @@ class BuiltinEngine:
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Replace model weights in place (Hugging Face parameter names), e.g. after a training step."""
         self.model.load_many(named_tensors)
+        self._weights_version += 1
 
     def close(self) -> None:
-        """Free the KV cache (kept between generate calls, like vLLM's, to save re-allocating it)."""
+        """Free the KV cache (kept between generate calls, like vLLM's, to save re-allocating it) and stop
+        the data-parallel workers."""
         self.model.release_cache()
+        self._close_workers()
+
+    def _close_workers(self) -> None:
+        _close_all(self._workers)
+
+
+def _close_all(workers: list[EngineWorker]) -> None:
+    while workers:
+        workers.pop().close()

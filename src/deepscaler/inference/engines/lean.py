@@ -177,6 +177,25 @@ class LeanCausalLM:
             self.load(name, tensor)
         self.clear_cache()
 
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The weights in this class's own fused layout, by name (for a copy of the model elsewhere)."""
+        named = {"embed": self.embed, "final_norm": self.final_norm}
+        if self.lm_head_t is not None:
+            named["lm_head_t"] = self.lm_head_t
+        for i, layer in enumerate(self.layers):
+            named.update({f"{i}.{key}": value for key, value in layer.items() if value is not None})
+        return named
+
+    @torch.inference_mode()
+    def load_tensors(self, named: dict[str, torch.Tensor]) -> None:
+        """Copy in weights from another instance's `tensors()` (same model and dtype)."""
+        own = self.tensors()
+        if own.keys() != named.keys():
+            raise KeyError(f"weights do not match this model: {sorted(own.keys() ^ named.keys())[:5]}")
+        for name, tensor in named.items():
+            own[name].copy_(tensor)
+        self.clear_cache()
+
     def allocate_cache(self, slots: int, max_len: int) -> None:
         """Make room for `slots` sequences of up to `max_len` tokens, reusing a big enough cache.
 

@@ -1,0 +1,150 @@
+"""Data-parallel decoding: a generate call's requests split between this process and worker processes.
+
+Why processes: a small model's decode step is a few dozen short operators, and two OpenMP threads on
+one step spend much of it at barriers (on two cores a step runs only ~1.5x faster than on one), while
+two processes, each decoding half the batch on one thread, have nothing to wait for. Threads would
+share the GIL, which the step's Python overhead holds.
+
+A worker is `python -m deepscaler.inference.engines.parallel`, a built-in engine of its own on the same
+model folder. It reads pickled requests from its stdin and writes pickled replies to its stdout (the
+rest of its output goes to stderr), one reply per request, so neither side can block on the other.
+It exits when its stdin closes, so it never outlives the engine that started it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepscaler.inference.params import SamplingParams
+
+# Fewer sequences than this per process and a split costs more (a round trip, thinner batches) than it saves.
+MIN_SEQUENCES_PER_PROCESS = 8
+
+
+def split_requests(prompts: Sequence[list[int]], params: Sequence[SamplingParams], shards: int) -> list[list[int]]:
+    """Request indices for each of `shards` processes, whole requests only (the completions of a prompt
+    share one prefill), balanced by the tokens each request may take: longest first, to the lightest shard.
+
+    Deterministic: the same requests always split the same way, so seeded results do not depend on timing.
+    """
+    work = [p.n * (len(prompt) + p.max_tokens) for prompt, p in zip(prompts, params, strict=True)]
+    loads = [0] * shards
+    assigned: list[list[int]] = [[] for _ in range(shards)]
+    for request in sorted(range(len(work)), key=lambda i: (-work[i], i)):
+        lightest = min(range(shards), key=lambda s: (loads[s], s))
+        assigned[lightest].append(request)
+        loads[lightest] += work[request]
+    return [sorted(indices) for indices in assigned]
+
+
+class EngineWorker:
+    """One worker process: started at once, waited for only when first given work."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        import deepscaler
+
+        env = dict(os.environ)
+        package_root = str(Path(deepscaler.__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        threads = str(spec["num_threads"])
+        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "deepscaler.inference.engines.parallel"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+        )
+        self.weights_version = -1  # the version of the main engine's weights the worker holds
+        self.replies_due = 0
+        self._send(spec)
+
+    def _send(self, message: Any) -> None:
+        try:
+            pickle.dump(message, self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError) as error:
+            raise RuntimeError(f"data-parallel worker exited ({self._exit()})") from error
+
+    def _exit(self) -> str:
+        code = self.process.poll()
+        return "still running" if code is None else f"exit code {code}"
+
+    def _receive(self) -> Any:
+        try:
+            status, payload = pickle.load(self.process.stdout)
+        except (EOFError, pickle.UnpicklingError, OSError) as error:
+            raise RuntimeError(f"data-parallel worker exited ({self._exit()})") from error
+        if status != "ok":
+            raise RuntimeError(f"data-parallel worker failed: {payload}")
+        return payload
+
+    def submit(self, prompts: list[list[int]], params: list[SamplingParams],
+               weights: dict[str, torch.Tensor] | None, version: int) -> None:
+        """Send a shard (and, first, the engine's current weights when the worker's are older); returns at once."""
+        if version != self.weights_version:
+            self._send(("weights", weights))
+            self.weights_version = version
+            self.replies_due += 1
+        self._send(("generate", (prompts, params)))
+        self.replies_due += 1
+
+    def collect(self) -> tuple[list[list[Any]], dict[str, float]]:
+        """The submitted shard's outputs (per request, a list of CompletionOutput) and the worker's timings."""
+        while self.replies_due > 1:
+            self.replies_due -= 1
+            self._receive()  # a weight update's acknowledgement
+        self.replies_due = 0
+        return self._receive()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.process.stdin.close()
+                self.process.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+def _serve(requests, replies) -> None:
+    from deepscaler.inference.engines.builtin import BuiltinEngine
+
+    spec = pickle.load(requests)
+    torch.set_num_threads(spec["num_threads"])
+    engine = BuiltinEngine(**spec)
+    while True:
+        try:
+            kind, payload = pickle.load(requests)
+        except EOFError:
+            return
+        try:
+            if kind == "weights":
+                engine.model.load_tensors(payload)
+                message = ("ok", None)
+            else:
+                prompts, params = payload
+                message = ("ok", (engine.generate(prompts, params), engine.timings))
+        except Exception as error:  # reported to the main process, which raises it there
+            message = ("error", f"{type(error).__name__}: {error}")
+        pickle.dump(message, replies, protocol=pickle.HIGHEST_PROTOCOL)
+        replies.flush()
+
+
+def main() -> None:
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the reply stream
+    _serve(sys.stdin.buffer, replies)
+
+
+if __name__ == "__main__":
+    main()
