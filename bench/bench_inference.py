@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+ONE_PROCESS = "builtin, 1 process"
+
 
 def make_prompts(tokenizer, count: int) -> list[list[int]]:
     questions = [
@@ -80,10 +82,11 @@ def engine_runner(engine, prompts: list[list[int]], new_tokens: int) -> Callable
     return run
 
 
-def builtin_runner(model_dir: Path, prompts: list[list[int]], new_tokens: int, dtype: str):
+def builtin_runner(model_dir: Path, prompts: list[list[int]], new_tokens: int, dtype: str,
+                   data_parallel: int | str = "auto"):
     from deepscaler.inference.engines.builtin import BuiltinEngine
 
-    engine = BuiltinEngine(model_dir, dtype=dtype, num_threads="auto")
+    engine = BuiltinEngine(model_dir, dtype=dtype, num_threads="auto", data_parallel=data_parallel)
     return engine_runner(engine, prompts, new_tokens), engine
 
 
@@ -128,6 +131,9 @@ def main() -> None:
         else:
             runners["vllm"] = vllm_runner(model_dir, prompts, args.new_tokens, args.dtype)
         runners["builtin"], engine = builtin_runner(model_dir, prompts, args.new_tokens, args.dtype)
+        # The same engine kept to one process (its data_parallel default splits the batch between two here),
+        # to show what the split adds; not a baseline.
+        runners[ONE_PROCESS], _ = builtin_runner(model_dir, prompts, args.new_tokens, args.dtype, data_parallel=1)
         for run in runners.values():
             run()  # warm-up
         # Interleaved rounds, best of each: load from other processes hits every engine alike.
@@ -144,6 +150,7 @@ def main() -> None:
         for name, rate in rates.items():
             print(f"  {name:22s} {rate:9.0f} tokens/s")
         builtin, seconds = rates.pop("builtin"), best["builtin"]
+        print(f"ratio builtin / {ONE_PROCESS}: {builtin / rates.pop(ONE_PROCESS):.2f}x")
         for name, rate in rates.items():
             print(f"ratio builtin / {name}: {builtin / rate:.2f}x")
         baseline = max(rates, key=rates.get)

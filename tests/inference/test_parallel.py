@@ -48,6 +48,7 @@ def test_split_generation_equals_one_process(pair, many_prompts) -> None:
         got = split.generate(many_prompts, [params] * len(many_prompts))
         assert "waiting for workers" in split.timings  # the call really was split
         assert len(split._workers) == 1 and split._workers[0].process.poll() is None
+        assert not split._shared.linked  # the weights file is gone once the worker has mapped it
         for want, have in zip(expected, got, strict=True):
             assert [c.token_ids for c in have] == [c.token_ids for c in want]
             assert [c.index for c in have] == [c.index for c in want]

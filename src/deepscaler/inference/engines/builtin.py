@@ -21,7 +21,12 @@ import torch
 
 from deepscaler.inference.engines.generation import Generation
 from deepscaler.inference.engines.lean import LeanCausalLM
-from deepscaler.inference.engines.parallel import MIN_SEQUENCES_PER_PROCESS, EngineWorker, split_requests
+from deepscaler.inference.engines.parallel import (
+    MIN_SEQUENCES_PER_PROCESS,
+    EngineWorker,
+    SharedWeights,
+    split_requests,
+)
 from deepscaler.inference.engines.sampler import BatchSampler, completion_seed
 from deepscaler.inference.engines.threads import ThreadTuner
 from deepscaler.inference.models import quiet_transformers
@@ -115,7 +120,8 @@ class BuiltinEngine:
         self._parameters = sum(t.numel() for t in self.model.tensors().values())
         self._seed = seed
         self._workers: list[EngineWorker] = []
-        self._weights_version = 0  # bumped by update_weights; workers are sent the weights when behind
+        self._shared: SharedWeights | None = None  # the weights, once workers share them
+        self._weights_version = 0  # bumped by update_weights: workers then drop their cached keys/values
         self._worker_spec = dict(model=str(path), tokenizer=tokenizer, dtype=self.dtype,
                                  max_model_len=self.max_model_len, max_num_seqs=max_num_seqs,
                                  max_num_batched_tokens=max_num_batched_tokens, kv_cache_gb=kv_cache_gb)
@@ -176,7 +182,7 @@ class BuiltinEngine:
         if processes > 1:
             shards = split_requests(prompts, params, processes)
             try:
-                remote = self._submit(prompts, params, shards[1:], threads)
+                remote = self._submit(prompts, params, shards[1:])
             except RuntimeError as error:
                 self._stop_parallel(error)
             else:
@@ -196,35 +202,39 @@ class BuiltinEngine:
     def _total_threads(self) -> int:
         return self.num_threads if isinstance(self.num_threads, int) else torch.get_num_threads()
 
+    def _pool_size(self) -> int:
+        """Processes this engine may split a call between (data_parallel, resolved)."""
+        if self.data_parallel != "auto":
+            return self.data_parallel
+        small = self._parameters <= AUTO_DATA_PARALLEL_MAX_PARAMETERS
+        return 2 if small and self._total_threads() >= 2 else 1
+
     def _processes(self, requests: int, sequences: int, on_token) -> int:
         """How many processes share this call: 1 unless splitting pays (see the class docstring)."""
-        processes = self.data_parallel
-        if processes == "auto":
-            small = self._parameters <= AUTO_DATA_PARALLEL_MAX_PARAMETERS
-            processes = 2 if small and self._total_threads() >= 2 else 1
         if on_token is not None:
             return 1
-        return max(1, min(processes, sequences // MIN_SEQUENCES_PER_PROCESS, requests))
+        return max(1, min(self._pool_size(), sequences // MIN_SEQUENCES_PER_PROCESS, requests))
 
     def _stop_parallel(self, error: Exception) -> None:
         warnings.warn(f"{error}; generating in this process only from now on", stacklevel=4)
         self.data_parallel = 1
         self._close_workers()
 
-    def _submit(self, prompts, params, shards: list[list[int]], threads: int):
+    def _submit(self, prompts, params, shards: list[list[int]]):
         """Start the workers' shards (launching workers on first use); returns [(worker, request indices)]."""
-        while len(self._workers) < len(shards):
-            spec = dict(self._worker_spec, num_threads=max(1, threads), data_parallel=1,
-                        seed=completion_seed(self._seed, len(self._workers) + 1),
-                        kv_cache_gb=self._worker_spec["kv_cache_gb"] / (len(shards) + 1))
-            self._workers.append(EngineWorker(spec))
-        weights = None
+        if not self._workers:  # all at once: workers started later could not map the shared weights
+            threads = max(1, self._total_threads() // self._pool_size())
+            if self._shared is None or not self._shared.linked:
+                self._shared = SharedWeights(self.model.tensors())
+                self.model.adopt(self._shared.views)
+            for number in range(1, self._pool_size()):
+                spec = dict(self._worker_spec, num_threads=threads, data_parallel=1,
+                            seed=completion_seed(self._seed, number),
+                            kv_cache_gb=self._worker_spec["kv_cache_gb"] / self._pool_size())
+                self._workers.append(EngineWorker(spec, self._shared))
         remote = []
         for worker, indices in zip(self._workers, shards, strict=False):
-            if worker.weights_version != self._weights_version and weights is None:
-                weights = self.model.tensors()
-            worker.submit([prompts[i] for i in indices], [params[i] for i in indices], weights,
-                          self._weights_version)
+            worker.submit([prompts[i] for i in indices], [params[i] for i in indices], self._weights_version)
             remote.append((worker, indices))
         return remote
 
@@ -243,6 +253,8 @@ class BuiltinEngine:
                 results[request] = completions
         if remote:
             self.timings["waiting for workers"] = time.perf_counter() - start
+            if all(worker.started for worker in self._workers):
+                self._shared.unlink()  # every worker has mapped it
         if failed:
             redo = self.generate([prompts[i] for i in failed], [params[i] for i in failed])
             for request, completions in zip(failed, redo, strict=True):
@@ -403,6 +415,8 @@ class BuiltinEngine:
 
     def _close_workers(self) -> None:
         _close_all(self._workers)
+        if self._shared is not None:
+            self._shared.unlink()
 
 
 def _close_all(workers: list[EngineWorker]) -> None:

@@ -186,15 +186,22 @@ class LeanCausalLM:
             named.update({f"{i}.{key}": value for key, value in layer.items() if value is not None})
         return named
 
-    @torch.inference_mode()
-    def load_tensors(self, named: dict[str, torch.Tensor]) -> None:
-        """Copy in weights from another instance's `tensors()` (same model and dtype)."""
+    def adopt(self, named: dict[str, torch.Tensor]) -> None:
+        """Take the given tensors (names, shapes and dtype as in `tensors()`) as the weights themselves, not
+        copies: views of memory shared with other processes, which then see every update."""
         own = self.tensors()
         if own.keys() != named.keys():
             raise KeyError(f"weights do not match this model: {sorted(own.keys() ^ named.keys())[:5]}")
         for name, tensor in named.items():
-            own[name].copy_(tensor)
-        self.clear_cache()
+            if tensor.shape != own[name].shape or tensor.dtype != own[name].dtype:
+                raise ValueError(f"{name}: expected {tuple(own[name].shape)} {own[name].dtype}, "
+                                 f"got {tuple(tensor.shape)} {tensor.dtype}")
+            if "." in name:
+                layer, key = name.split(".", 1)
+                self.layers[int(layer)][key] = tensor
+            else:
+                setattr(self, name, tensor)
+        self.lm_head = self.embed if self.tied else self.lm_head_t.t()
 
     def allocate_cache(self, slots: int, max_len: int) -> None:
         """Make room for `slots` sequences of up to `max_len` tokens, reusing a big enough cache.

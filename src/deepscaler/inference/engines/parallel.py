@@ -9,15 +9,19 @@ A worker is `python -m deepscaler.inference.engines.parallel`, a built-in engine
 model folder. It reads pickled requests from its stdin and writes pickled replies to its stdout (the
 rest of its output goes to stderr), one reply per request, so neither side can block on the other.
 It exits when its stdin closes, so it never outlives the engine that started it.
+The weights live in one shared file mapping (`SharedWeights`) that every process's model views, so a
+weight update written by the main engine is at once the workers' too: nothing is copied per update.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import pickle
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,10 +50,49 @@ def split_requests(prompts: Sequence[list[int]], params: Sequence[SamplingParams
     return [sorted(indices) for indices in assigned]
 
 
+class SharedWeights:
+    """A model's weights (LeanCausalLM.tensors()) moved into one memory-mapped file that other processes map too.
+
+    The file is deleted once every worker has mapped it (`unlink`); the mappings outlive it.
+    """
+
+    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
+        dtype = next(iter(tensors.values())).dtype
+        if any(t.dtype != dtype for t in tensors.values()):
+            raise ValueError("shared weights must all have one dtype")
+        folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        handle, self.path = tempfile.mkstemp(prefix="deepscaler-weights-", dir=folder)
+        os.close(handle)
+        self.dtype = dtype
+        self.layout: list[tuple[str, int, tuple[int, ...]]] = []
+        offset = 0
+        for name, tensor in tensors.items():
+            self.layout.append((name, offset, tuple(tensor.shape)))
+            offset += tensor.numel()
+        self.size = offset
+        self.views = self.map(self.path, self.layout, self.size, dtype)
+        for name, tensor in tensors.items():
+            self.views[name].copy_(tensor)
+
+    @staticmethod
+    def map(path: str, layout, size: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        flat = torch.from_file(path, shared=True, size=size, dtype=dtype)
+        return {name: flat[offset : offset + math.prod(shape)].view(shape) for name, offset, shape in layout}
+
+    @property
+    def linked(self) -> bool:
+        """Whether new processes can still map the weights."""
+        return os.path.exists(self.path)
+
+    def unlink(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
 class EngineWorker:
     """One worker process: started at once, waited for only when first given work."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any], weights: SharedWeights) -> None:
         import deepscaler
 
         env = dict(os.environ)
@@ -61,9 +104,9 @@ class EngineWorker:
             [sys.executable, "-m", "deepscaler.inference.engines.parallel"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
         )
-        self.weights_version = -1  # the version of the main engine's weights the worker holds
-        self.replies_due = 0
+        self.started = False  # until its acknowledgement that it has mapped the shared weights is read
         self._send(spec)
+        self._send((weights.path, weights.layout, weights.size, weights.dtype))
 
     def _send(self, message: Any) -> None:
         try:
@@ -85,22 +128,15 @@ class EngineWorker:
             raise RuntimeError(f"data-parallel worker failed: {payload}")
         return payload
 
-    def submit(self, prompts: list[list[int]], params: list[SamplingParams],
-               weights: dict[str, torch.Tensor] | None, version: int) -> None:
-        """Send a shard (and, first, the engine's current weights when the worker's are older); returns at once."""
-        if version != self.weights_version:
-            self._send(("weights", weights))
-            self.weights_version = version
-            self.replies_due += 1
-        self._send(("generate", (prompts, params)))
-        self.replies_due += 1
+    def submit(self, prompts: list[list[int]], params: list[SamplingParams], weights_version: int) -> None:
+        """Send a shard; returns at once. weights_version changes when the shared weights have been updated."""
+        self._send((prompts, params, weights_version))
 
     def collect(self) -> tuple[list[list[Any]], dict[str, float]]:
         """The submitted shard's outputs (per request, a list of CompletionOutput) and the worker's timings."""
-        while self.replies_due > 1:
-            self.replies_due -= 1
-            self._receive()  # a weight update's acknowledgement
-        self.replies_due = 0
+        if not self.started:
+            self._receive()
+            self.started = True
         return self._receive()
 
     def close(self) -> None:
@@ -119,25 +155,28 @@ class EngineWorker:
 def _serve(requests, replies) -> None:
     from deepscaler.inference.engines.builtin import BuiltinEngine
 
+    def reply(message) -> None:
+        pickle.dump(message, replies, protocol=pickle.HIGHEST_PROTOCOL)
+        replies.flush()
+
     spec = pickle.load(requests)
     torch.set_num_threads(spec["num_threads"])
     engine = BuiltinEngine(**spec)
+    engine.model.adopt(SharedWeights.map(*pickle.load(requests)))
+    reply(("ok", None))
+    version = 0
     while True:
         try:
-            kind, payload = pickle.load(requests)
+            prompts, params, weights_version = pickle.load(requests)
         except EOFError:
             return
         try:
-            if kind == "weights":
-                engine.model.load_tensors(payload)
-                message = ("ok", None)
-            else:
-                prompts, params = payload
-                message = ("ok", (engine.generate(prompts, params), engine.timings))
+            if weights_version != version:  # keys and values cached under the old weights are stale
+                engine.model.clear_cache()
+                version = weights_version
+            reply(("ok", (engine.generate(prompts, params), engine.timings)))
         except Exception as error:  # reported to the main process, which raises it there
-            message = ("error", f"{type(error).__name__}: {error}")
-        pickle.dump(message, replies, protocol=pickle.HIGHEST_PROTOCOL)
-        replies.flush()
+            reply(("error", f"{type(error).__name__}: {error}"))
 
 
 def main() -> None:
