@@ -37,6 +37,13 @@ class RolloutConfig:
     top_p: float = 1.0
     top_k: int = -1
     kv_cache_gb: float = 2.0  # built-in engine's KV cache budget
+    # Built-in engine: processes sharing each rollout batch, one thread each (engines/parallel.py); "auto" is 2
+    # for a model of at most 100M parameters on 2 or more threads, else 1.
+    data_parallel: int | Literal["auto"] = "auto"
+
+    def __post_init__(self) -> None:
+        if self.data_parallel != "auto" and self.data_parallel < 1:
+            raise ValueError(f"data_parallel must be 'auto' or at least 1, got {self.data_parallel}")
 
 
 @dataclass

@@ -56,7 +56,9 @@ class Trainer:
         self.policy = dist.wrap(policy.train(), config.distributed.strategy)
         self.optimizer = self._new_optimizer()
         self.sampler, self.validation = self._load_data()
-        engine_options = {"kv_cache_gb": config.rollout.kv_cache_gb} if config.rollout.engine == "builtin" else {}
+        builtin = config.rollout.engine == "builtin"
+        engine_options = dict(kv_cache_gb=config.rollout.kv_cache_gb, data_parallel=config.rollout.data_parallel)
+        engine_options = engine_options if builtin else {}
         self.llm = LLM(model=config.model.path, engine=config.rollout.engine, seed=config.seed, **engine_options)
         self.scorer = RewardScorer(workers=2).start()  # so no training step pays their start-up
         self.log = MetricsLog(self.run_dir, config.tensorboard) if dist.is_main() else None
