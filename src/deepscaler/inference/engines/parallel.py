@@ -1,11 +1,11 @@
 """Data-parallel decoding: a generate call's requests split between this process and worker processes.
 
-Why processes: a small model's decode step is a few dozen short operators. Two OpenMP threads on one step
-meet at a barrier after each operator, and when the host is busy one of them is often descheduled there
-(the thread tuner has then measured two-thread steps slower than one-thread ones); two processes, each decoding half the batch on one thread, wait
-for nothing until the end of the call. Measured on 2 cores (bench/bench_inference.py): 1.31x a single
-process while the host was busy, about even while it was quiet. Threads would share the GIL, which the
-step's Python overhead holds.
+Why processes: a small model's decode step is a few dozen short operators. Two OpenMP threads on one
+step meet at a barrier after each operator, and when the host is busy one of them is often descheduled
+there (the thread tuner has then measured two-thread steps slower than one-thread ones); two processes,
+each decoding half the batch on one thread, wait for nothing until the end of the call. Measured on 2
+cores (bench/bench_inference.py): 1.31x a single process while the host was busy, about even while it
+was quiet. Threads would share the GIL, which the step's Python overhead holds.
 
 A worker is `python -m deepscaler.inference.engines.parallel`, a built-in engine of its own on the same
 model folder. It reads pickled requests from its stdin and writes pickled replies to its stdout (the
