@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
@@ -107,9 +108,10 @@ def test_a_dead_worker_is_replaced_by_this_process(tiny_model_dir, many_prompts)
 def test_close_stops_the_workers(tiny_model_dir, many_prompts) -> None:
     split = BuiltinEngine(tiny_model_dir, num_threads=2, data_parallel=2)
     split.generate(many_prompts, [GREEDY] * len(many_prompts))
-    process = split._workers[0].process
+    process, weights_file = split._workers[0].process, split._shared.path
     split.close()
     assert process.poll() is not None and not split._workers
+    assert not os.path.exists(weights_file)
 
 
 def test_bad_data_parallel_value_is_a_clear_error(tiny_model_dir) -> None:

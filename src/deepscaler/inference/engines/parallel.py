@@ -24,6 +24,7 @@ import pickle
 import subprocess
 import sys
 import tempfile
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,8 @@ class SharedWeights:
         self.views = self.map(self.path, self.layout, self.size, dtype)
         for name, tensor in tensors.items():
             self.views[name].copy_(tensor)
+        # Deleted at the latest when this object is collected or the interpreter exits.
+        self._finalizer = weakref.finalize(self, _remove, self.path)
 
     @staticmethod
     def map(path: str, layout, size: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
@@ -84,11 +87,15 @@ class SharedWeights:
     @property
     def linked(self) -> bool:
         """Whether new processes can still map the weights."""
-        return os.path.exists(self.path)
+        return self._finalizer.alive
 
     def unlink(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        self._finalizer()
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 class EngineWorker:
@@ -145,7 +152,7 @@ class EngineWorker:
         if self.process.poll() is None:
             try:
                 self.process.stdin.close()
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=5)  # an idle worker exits at once; a busy one is killed
             except (OSError, subprocess.TimeoutExpired):
                 self.process.kill()
                 self.process.wait()
