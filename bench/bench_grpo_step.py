@@ -334,7 +334,7 @@ def report(ours: dict, theirs: dict | None, mini_batches: int, trl_version: str 
     print(f"{'':30}" + "".join(f"{name:>14}" for name, _ in columns))
     rows = [
         ("s / warm step (mean)", "mean", "{:.3f}"), ("s / warm step (median)", "median", "{:.3f}"),
-        ("s / warm step (min)", "min", "{:.3f}"), ("CPU s / warm step (all threads, workers too)", "cpu", "{:.3f}"),
+        ("s / warm step (min)", "min", "{:.3f}"), ("CPU s / warm step (+ workers)", "cpu", "{:.3f}"),
         ("first step (untimed), s", "first", "{:.3f}"), ("warm steps timed", "steps", "{:d}"),
         ("mean response tokens", "length", "{:.1f}"), ("mean prompt tokens", "prompt_length", "{:.1f}"),
         ("mean reward", "reward", "{:.3f}"),
