@@ -117,3 +117,23 @@ def test_close_stops_the_workers(tiny_model_dir, many_prompts) -> None:
 def test_bad_data_parallel_value_is_a_clear_error(tiny_model_dir) -> None:
     with pytest.raises(ValueError, match="data_parallel"):
         BuiltinEngine(tiny_model_dir, data_parallel=0)
+
+
+def test_a_worker_that_cannot_be_started_leaves_the_work_here(tiny_model_dir, many_prompts) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.not_picklable = lambda: None  # the worker is sent the engine's tokenizer; this one cannot go
+    alone = BuiltinEngine(tiny_model_dir, num_threads=1, data_parallel=1)
+    split = BuiltinEngine(tiny_model_dir, tokenizer=tokenizer, num_threads=2, data_parallel=2)
+    try:
+        params = [GREEDY] * len(many_prompts)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got = split.generate(many_prompts, params)
+        assert any("could not be sent" in str(w.message) for w in caught)
+        assert [o[0].token_ids for o in got] == [o[0].token_ids for o in alone.generate(many_prompts, params)]
+        assert split.data_parallel == 1 and not split._workers
+    finally:
+        alone.close()
+        split.close()

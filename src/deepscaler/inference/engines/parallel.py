@@ -4,8 +4,8 @@ Why processes: a small model's decode step is a few dozen short operators. Two O
 step meet at a barrier after each operator, and when the host is busy one of them is often descheduled
 there (the thread tuner has then measured two-thread steps slower than one-thread ones); two processes,
 each decoding half the batch on one thread, wait for nothing until the end of the call. Measured on 2
-cores (bench/bench_inference.py): 1.31x a single process while the host was busy, about even while it
-was quiet. Threads would share the GIL, which the step's Python overhead holds.
+cores (bench/bench_inference.py, three runs): 1.01x to 1.31x a single process, the most when the host
+was busiest. Threads would share the GIL, which the step's Python overhead holds.
 
 A worker is `python -m deepscaler.inference.engines.parallel`, a built-in engine of its own on the same
 model folder. It reads pickled requests from its stdin and writes pickled replies to its stdout (the
@@ -114,15 +114,21 @@ class EngineWorker:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
         )
         self.started = False  # until its acknowledgement that it has mapped the shared weights is read
-        self._send(spec)
-        self._send((weights.path, weights.layout, weights.size, weights.dtype))
+        try:
+            self._send(spec)
+            self._send((weights.path, weights.layout, weights.size, weights.dtype))
+        except RuntimeError:
+            self.close()
+            raise
 
     def _send(self, message: Any) -> None:
         try:
             pickle.dump(message, self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             self.process.stdin.flush()
-        except (BrokenPipeError, OSError) as error:
+        except OSError as error:
             raise RuntimeError(f"data-parallel worker exited ({self._exit()})") from error
+        except (pickle.PicklingError, TypeError, AttributeError) as error:  # e.g. a tokenizer that cannot be sent
+            raise RuntimeError(f"data-parallel worker could not be sent its work ({error})") from error
 
     def _exit(self) -> str:
         code = self.process.poll()
