@@ -188,15 +188,26 @@ class BuiltinEngine:
             else:
                 mine = set(shards[0])
                 seqs = [s for s in seqs if s.request in mine]
+        progress = None
+        if use_tqdm:
+            from tqdm import tqdm
+
+            total = sum(p.n for p in params)
+            progress = tqdm(total=total, desc="generating", unit="seq", dynamic_ncols=True)
         try:
-            self._generate_here(seqs, use_tqdm, threads if remote else None)
+            self._generate_here(seqs, progress, threads if remote else None)
+            results: list[list[CompletionOutput]] = [[] for _ in prompts]
+            for seq in seqs:
+                results[seq.request].append(seq.output(self._text))
+            self._collect(remote, prompts, params, results)
+            if progress is not None:
+                progress.update(progress.total - progress.n)  # the workers' share arrives all at once
         except BaseException:
             self._close_workers()  # their replies would otherwise be read as the next call's
             raise
-        results: list[list[CompletionOutput]] = [[] for _ in prompts]
-        for seq in seqs:
-            results[seq.request].append(seq.output(self._text))
-        self._collect(remote, prompts, params, results)
+        finally:
+            if progress is not None:
+                progress.close()
         return results
 
     def _total_threads(self) -> int:
@@ -260,17 +271,12 @@ class BuiltinEngine:
             for request, completions in zip(failed, redo, strict=True):
                 results[request] = completions
 
-    def _generate_here(self, seqs: list[Generation], use_tqdm: bool, fixed_threads: int | None) -> None:
+    def _generate_here(self, seqs: list[Generation], progress, fixed_threads: int | None) -> None:
         """Run `seqs` to completion in this process (fixed_threads: the thread count, else the engine's)."""
         max_len = max(len(s.prompt) + s.budget for s in seqs)
         per_slot = self.model.cache_bytes_per_slot(max_len)
         slots = min(self.max_num_seqs, len(seqs), max(1, self.kv_cache_bytes // per_slot))
         self.model.allocate_cache(slots, max_len)
-        progress = None
-        if use_tqdm:
-            from tqdm import tqdm
-
-            progress = tqdm(total=len(seqs), desc="generating", unit="seq", dynamic_ncols=True)
         threads = torch.get_num_threads()
         fixed = fixed_threads or (None if self.num_threads == "auto" else self.num_threads or threads)
         if self._tuner is None or (self._tuner.fixed, max(self._tuner.options)) != (fixed, fixed or threads):
@@ -279,8 +285,6 @@ class BuiltinEngine:
             self._run(deque(seqs), slots, progress)
         finally:
             torch.set_num_threads(threads)
-            if progress is not None:
-                progress.close()
 
     def _run(self, waiting: deque[Generation], slots: int, progress) -> None:
         active: list[Generation] = []
