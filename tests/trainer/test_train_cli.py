@@ -1,6 +1,7 @@
 """`deepscaler train` end to end on a tiny model: two stages, metrics, checkpoints, plot, bad input."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -11,16 +12,19 @@ from tests.trainer.conftest import train_args
 pytestmark = pytest.mark.slow
 
 
-def run_cli(*args, timeout=600):
+def run_cli(*args, timeout=600, env=None):
     return subprocess.run([sys.executable, "-m", "deepscaler.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=None if env is None else {**os.environ, **env})
 
 
 def test_two_stages_metrics_checkpoint_and_plot(tiny_run_inputs, tmp_path):
     out = tmp_path / "run"
     extra = ["stages.1.name=long", "stages.1.max_steps=2", "stages.1.prompts_per_step=4",
-             "stages.1.samples_per_prompt=4", "stages.1.max_response_tokens=48", "validation.every_steps=2"]
-    result = run_cli("train", *train_args(tiny_run_inputs, out, steps=2, extra=extra))
+             "stages.1.samples_per_prompt=4", "stages.1.max_response_tokens=48", "validation.every_steps=2",
+             "wandb_project=deepscaler-test"]
+    # W&B offline: the run is written into the run directory, nothing is sent.
+    result = run_cli("train", *train_args(tiny_run_inputs, out, steps=2, extra=extra),
+                     env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["stage"] for m in metrics] == [0, 0, 1, 1]
@@ -32,6 +36,9 @@ def test_two_stages_metrics_checkpoint_and_plot(tiny_run_inputs, tmp_path):
                 "tokens_per_second", "time/generate", "time/score", "time/update", "groups/solve_none"):
         assert key in metrics[0], key
     assert (out / "config.yaml").is_file()
+    (wandb_run,) = (out / "wandb").glob(f"offline-run-*-{(out / 'wandb_id').read_text()}")
+    logged = next(wandb_run.glob("run-*.wandb")).read_bytes()  # W&B's record log: keys appear as text
+    assert all(key.encode() in logged for key in ("val/pass@1", "actor/kl", "truncation_ratio"))
     latest = (out / "checkpoints" / "latest").read_text().strip()
     from transformers import AutoModelForCausalLM
 

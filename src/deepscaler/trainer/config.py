@@ -5,6 +5,7 @@ Defaults are DeepScaleR's stage-1 settings where they exist; the tiny CPU recipe
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -131,6 +132,9 @@ class TrainConfig:
     seed: int = 0
     out_dir: str = "runs/train"
     tensorboard: bool = True
+    # Weights & Biases project to log every step's metrics to (None: off); needs `pip install 'deepscaler[wandb]'`.
+    # WANDB_MODE=offline keeps the run on disk (in the run directory) for a later `wandb sync`.
+    wandb_project: str | None = None
     recipe: str | None = None  # "tiny": build the model and data on the spot (the embedded default)
 
     def __post_init__(self) -> None:
@@ -141,6 +145,8 @@ def validate(config: TrainConfig) -> None:
     """Impossible combinations fail at start-up, naming the key."""
     if not config.stages:
         raise ConfigError("stages: at least one stage is needed")
+    if config.wandb_project is not None and importlib.util.find_spec("wandb") is None:
+        raise ConfigError("wandb_project is set but wandb is not installed: pip install 'deepscaler[wandb]'")
     for i, stage in enumerate(config.stages):
         where = f"stages.{i}"
         batch = stage.prompts_per_step * stage.samples_per_prompt

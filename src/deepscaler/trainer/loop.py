@@ -4,6 +4,7 @@ update the policy, push the new weights to the rollout engine, log. Stages lengt
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,8 @@ class Trainer:
         engine_options = engine_options if builtin else {}
         self.llm = LLM(model=config.model.path, engine=config.rollout.engine, seed=config.seed, **engine_options)
         self.scorer = RewardScorer(workers=2).start()  # so no training step pays their start-up
-        self.log = MetricsLog(self.run_dir, config.tensorboard) if dist.is_main() else None
+        self.log = (MetricsLog(self.run_dir, config.tensorboard, config.wandb_project, dataclasses.asdict(config))
+                    if dist.is_main() else None)
         self.state: dict[str, Any] = {"step": 0, "stage": 0, "steps_in_stage": 0, "truncation": [],
                                       "validation": [], "bad_streak": 0, "stage_starts": [0]}
         if dist.is_main():
