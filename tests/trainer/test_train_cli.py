@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 
 def run_cli(*args, timeout=600, env=None):
     return subprocess.run([sys.executable, "-m", "deepscaler.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=None if env is None else {**os.environ, **env})
+                          stdin=subprocess.DEVNULL, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env})
 
 
 def test_two_stages_metrics_checkpoint_and_plot(tiny_run_inputs, tmp_path):
@@ -59,6 +60,16 @@ def test_bad_config_fails_at_start_naming_the_key(tiny_run_inputs, tmp_path, ove
     result = run_cli("train", *train_args(tiny_run_inputs, tmp_path / "bad", extra=[override]), timeout=120)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_wandb_that_cannot_start_is_a_one_line_error(tiny_run_inputs, tmp_path):
+    extra = ["wandb_project=deepscaler-test"]
+    # Online mode with no API key anywhere: W&B refuses at once.
+    env = {"WANDB_MODE": "online", "WANDB_API_KEY": "", "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
+           "HOME": str(tmp_path)}
+    result = run_cli("train", *train_args(tiny_run_inputs, tmp_path / "run", extra=extra), timeout=120, env=env)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "W&B did not start" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_non_finite_updates_are_skipped_then_abort(tiny_run_inputs, tmp_path):

@@ -49,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("model.path is not set (give --config, model.path=DIR, or recipe=tiny)")
     from deepscaler.trainer.loop import Trainer, TrainingAborted
 
-    trainer = Trainer(config, resume=bool(args.resume), progress=_printer())
+    try:
+        trainer = Trainer(config, resume=bool(args.resume), progress=_printer())
+    except ConfigError as error:  # what only start-up finds out, e.g. W&B refusing to start
+        raise UsageError(str(error)) from None
     try:
         trainer.train()
     except TrainingAborted as error:

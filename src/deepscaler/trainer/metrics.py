@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from deepscaler.config import ConfigError
+
 
 class MetricsLog:
     """wandb_project: also log to this W&B project, as one W&B run per run directory (a resumed run continues
@@ -67,8 +69,12 @@ def _start_wandb(run_dir: Path, project: str, run_config: dict[str, Any]):
     id_file = run_dir / "wandb_id"  # the same W&B run across resumes of this run directory
     if not id_file.exists():
         id_file.write_text(uuid.uuid4().hex[:16])
-    return wandb.init(project=project, name=run_dir.name, id=id_file.read_text().strip(), resume="allow",
-                      dir=str(run_dir), config=run_config)
+    try:
+        return wandb.init(project=project, name=run_dir.name, id=id_file.read_text().strip(), resume="allow",
+                          dir=str(run_dir), config=run_config)
+    except Exception as error:  # no API key, no network, a bad project name: say so in one line
+        raise ConfigError(f"wandb_project={project}: W&B did not start ({error}); log in with `wandb login`, "
+                          "or set WANDB_MODE=offline to keep the run on disk") from None
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
