@@ -137,3 +137,15 @@ def test_a_worker_that_cannot_be_started_leaves_the_work_here(tiny_model_dir, ma
     finally:
         alone.close()
         split.close()
+
+
+def test_auto_splits_only_calls_worth_a_worker(tiny_model_dir, many_prompts) -> None:
+    engine = BuiltinEngine(tiny_model_dir, num_threads=2)  # data_parallel="auto": 2 processes for this model
+    try:
+        engine.generate(many_prompts, [GREEDY] * len(many_prompts))  # 20 x 12 tokens: not worth a start-up
+        assert "waiting for workers" not in engine.timings and not engine._workers
+        long = SamplingParams(temperature=0, max_tokens=256, ignore_eos=True)
+        engine.generate(many_prompts[:16], [long] * 16)  # 16 x 256 = 4096 tokens
+        assert "waiting for workers" in engine.timings and len(engine._workers) == 1
+    finally:
+        engine.close()

@@ -36,6 +36,8 @@ from deepscaler.inference.params import SamplingParams
 # data_parallel="auto" splits work between processes only for models up to this size: each process holds
 # its own copy, and a big model's large matmuls already scale across threads.
 AUTO_DATA_PARALLEL_MAX_PARAMETERS = 100_000_000
+# ... and only calls asking for this many new tokens in all: a worker's first start (~3 s) must pay off.
+AUTO_MIN_TOKENS_TO_SPLIT = 4096
 
 
 def resolve_dtype(dtype: str | torch.dtype, config_dtype: torch.dtype | str | None) -> torch.dtype:
@@ -60,8 +62,9 @@ class BuiltinEngine:
     round differently on 1 and 2 threads, and near-tied tokens then flip.
     data_parallel: processes sharing a generate call (see engines/parallel.py): this one and
     data_parallel - 1 workers, each on its share of the threads; "auto" is 2 for a model of at most
-    100M parameters when torch has 2 or more threads, else 1. A call is split only when each process gets
-    at least 8 sequences and no per-token callback is set (streaming stays in this process). Results
+    100M parameters when torch has 2 or more threads, else 1, and then splits only calls asking for 4096
+    new tokens or more in all. A call is split only when each process gets at least 8 sequences and no
+    per-token callback is set (streaming stays in this process). Results
     are reproducible for a given setting; a split batch rounds a little differently from a whole one.
     """
 
@@ -176,7 +179,7 @@ class BuiltinEngine:
         seqs = self._expand(prompts, params)
         if not seqs:
             return []
-        processes = self._processes(len(prompts), len(seqs), on_token)
+        processes = self._processes(params, len(seqs), on_token)
         threads = max(1, self._total_threads() // processes)
         remote = []
         if processes > 1:
@@ -220,11 +223,13 @@ class BuiltinEngine:
         small = self._parameters <= AUTO_DATA_PARALLEL_MAX_PARAMETERS
         return 2 if small and self._total_threads() >= 2 else 1
 
-    def _processes(self, requests: int, sequences: int, on_token) -> int:
+    def _processes(self, params: Sequence[SamplingParams], sequences: int, on_token) -> int:
         """How many processes share this call: 1 unless splitting pays (see the class docstring)."""
         if on_token is not None:
             return 1
-        return max(1, min(self._pool_size(), sequences // MIN_SEQUENCES_PER_PROCESS, requests))
+        if self.data_parallel == "auto" and sum(p.n * p.max_tokens for p in params) < AUTO_MIN_TOKENS_TO_SPLIT:
+            return 1  # too little work to pay for starting the worker
+        return max(1, min(self._pool_size(), sequences // MIN_SEQUENCES_PER_PROCESS, len(params)))
 
     def _stop_parallel(self, error: Exception) -> None:
         warnings.warn(f"{error}; generating in this process only from now on", stacklevel=4)
