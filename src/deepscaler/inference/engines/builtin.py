@@ -36,7 +36,7 @@ from deepscaler.inference.params import SamplingParams
 # data_parallel="auto" splits work between processes only for models up to this size: each process holds
 # its own copy, and a big model's large matmuls already scale across threads.
 AUTO_DATA_PARALLEL_MAX_PARAMETERS = 100_000_000
-# ... and only calls asking for this many new tokens in all: a worker's first start (~3 s) must pay off.
+# ... and only calls asking for this many new tokens in all: a worker's first start (seconds) must pay off.
 AUTO_MIN_TOKENS_TO_SPLIT = 4096
 
 
