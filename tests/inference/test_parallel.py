@@ -85,23 +85,27 @@ def test_weight_updates_reach_the_worker(pair, many_prompts, hf_model) -> None:
             engine.update_weights(hf_model.state_dict().items())
 
 
-def test_a_dead_worker_is_replaced_by_this_process(tiny_model_dir, many_prompts) -> None:
-    alone = BuiltinEngine(tiny_model_dir, num_threads=1, data_parallel=1)
+def generates_here_from_now_on(split: BuiltinEngine, alone: BuiltinEngine, prompts, warning: str) -> None:
+    """A call on `split` warns with `warning`, still returns the one-process result, and leaves `split`
+    without workers."""
+    params = [GREEDY] * len(prompts)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = split.generate(prompts, params)
+    assert any(warning in str(w.message) for w in caught)
+    assert [o[0].token_ids for o in got] == [o[0].token_ids for o in alone.generate(prompts, params)]
+    assert split.data_parallel == 1 and not split._workers
+
+
+def test_a_dead_worker_is_replaced_by_this_process(pair, tiny_model_dir, many_prompts) -> None:
     split = BuiltinEngine(tiny_model_dir, num_threads=2, data_parallel=2)
     try:
-        params = [GREEDY] * len(many_prompts)
-        split.generate(many_prompts, params)
+        split.generate(many_prompts, [GREEDY] * len(many_prompts))
         worker = split._workers[0]
         worker.process.kill()
         worker.process.wait()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            got = split.generate(many_prompts, params)
-        assert any("worker exited" in str(w.message) for w in caught)
-        assert [o[0].token_ids for o in got] == [o[0].token_ids for o in alone.generate(many_prompts, params)]
-        assert split.data_parallel == 1 and not split._workers
+        generates_here_from_now_on(split, pair[0], many_prompts, "worker exited")
     finally:
-        alone.close()
         split.close()
 
 
@@ -119,23 +123,15 @@ def test_bad_data_parallel_value_is_a_clear_error(tiny_model_dir) -> None:
         BuiltinEngine(tiny_model_dir, data_parallel=0)
 
 
-def test_a_worker_that_cannot_be_started_leaves_the_work_here(tiny_model_dir, many_prompts) -> None:
+def test_a_worker_that_cannot_be_started_leaves_the_work_here(pair, tiny_model_dir, many_prompts) -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     tokenizer.not_picklable = lambda: None  # the worker is sent the engine's tokenizer; this one cannot go
-    alone = BuiltinEngine(tiny_model_dir, num_threads=1, data_parallel=1)
     split = BuiltinEngine(tiny_model_dir, tokenizer=tokenizer, num_threads=2, data_parallel=2)
     try:
-        params = [GREEDY] * len(many_prompts)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            got = split.generate(many_prompts, params)
-        assert any("could not be sent" in str(w.message) for w in caught)
-        assert [o[0].token_ids for o in got] == [o[0].token_ids for o in alone.generate(many_prompts, params)]
-        assert split.data_parallel == 1 and not split._workers
+        generates_here_from_now_on(split, pair[0], many_prompts, "could not be sent")
     finally:
-        alone.close()
         split.close()
 
 
