@@ -157,9 +157,10 @@ class Trainer:
         single_update = config.optim.mini_batches * config.optim.epochs == 1 and not config.algorithm.is_correction
         if not single_update:
             fill_logprobs(dist.unwrap(self.policy), samples, "old_logp", temperature, budget, self.pad_id, dtype,
-                          lockstep=dist.is_sharded(self.policy))
+                          lockstep=dist.is_sharded(self.policy), lean=config.model.lean_forward)
         if self.reference is not None:
-            fill_logprobs(self.reference, samples, "ref_logp", temperature, budget, self.pad_id, dtype)
+            fill_logprobs(self.reference, samples, "ref_logp", temperature, budget, self.pad_id, dtype,
+                          lean=config.model.lean_forward)
         times["logprobs"] = time.perf_counter() - mark
 
         # 6. Policy update; 7. push the new weights to the rollout engine.

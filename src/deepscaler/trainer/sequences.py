@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import torch
 
 from deepscaler.algorithms import token_logprobs
+from deepscaler.trainer import lean_forward
+from deepscaler.trainer.lean_forward import LeanForward
 
 
 @dataclass
@@ -136,38 +138,61 @@ def plan_micro_batches(model: torch.nn.Module, samples: Seq[Sample], token_budge
 
 
 def response_logits(model: torch.nn.Module, samples: Seq[Sample], pad_id: int, compute_dtype: str = "float32",
-                    share_prompts: bool = False) -> torch.Tensor:
+                    share_prompts: bool = False, lean: bool = True) -> torch.Tensor:
     """Float32 logits (rows, longest response, V) on the model's device: [i, j] predicts response token j of
-    sample i (columns past a response's end are padding). bfloat16 compute runs under autocast, so the
-    parameters (and the optimizer's view of them) stay float32.
+    sample i (columns past a response's end are padding). bfloat16 compute keeps the parameters (and the
+    optimizer's view of them) float32.
 
     share_prompts: run each distinct prompt once and let its samples' responses attend to its keys and values
     (see `can_share_prompts`); the same numbers as the plain route up to float rounding, with the prompt's
-    share of the forward and backward done once per group instead of once per sample."""
-    device = next(model.parameters()).device
+    share of the forward and backward done once per group instead of once per sample.
+    lean: use the trainer's own forward (lean_forward.py) where it supports the model, else Hugging Face's."""
+    forward = (LeanForward(model, compute_dtype) if lean and lean_forward.supports(model)
+               else HFForward(model, compute_dtype))
     width = max(1, max(len(s.response) for s in samples))
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=compute_dtype == "bfloat16"):
-        if share_prompts:
-            logits = _shared_prompt_logits(model, samples, pad_id, width, device)
-        else:
-            logits = _full_sequence_logits(model, samples, pad_id, width, device)
-    return logits.float()
+    route = _shared_prompt_logits if share_prompts else _full_sequence_logits
+    return route(forward, samples, pad_id, width).float()
 
 
-def _full_sequence_logits(model: torch.nn.Module, samples: Seq[Sample], pad_id: int, width: int,
-                          device: torch.device) -> torch.Tensor:
-    """One forward over each whole prompt + response, right-padded; the response columns are then gathered."""
+class HFForward:
+    """A model's own forward (any model, DDP and FSDP wrappers included), under autocast for bfloat16; called
+    like `LeanForward`."""
+
+    def __init__(self, model: torch.nn.Module, compute_dtype: str = "float32") -> None:
+        self.model, self.bfloat16 = model, compute_dtype == "bfloat16"
+        self.device = next(model.parameters()).device
+
+    def __call__(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
+                 mask: torch.Tensor | None = None, prefix: list | None = None, keep_cache: bool = False,
+                 columns: torch.Tensor | None = None, last_only: bool = False) -> tuple[torch.Tensor, list | None]:
+        from transformers import DynamicCache
+
+        cache = DynamicCache(ddp_cache_data=prefix) if prefix is not None else None
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bfloat16):
+            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
+                             past_key_values=cache, use_cache=keep_cache or cache is not None,
+                             logits_to_keep=1 if last_only else 0)
+        logits = out.logits
+        if columns is not None and not last_only:
+            logits = logits.gather(1, columns[:, :, None].expand(-1, -1, logits.shape[-1]))
+        kept = [(layer.keys, layer.values) for layer in out.past_key_values.layers] if keep_cache else None
+        return logits, kept
+
+
+def _full_sequence_logits(forward: HFForward | LeanForward, samples: Seq[Sample], pad_id: int,
+                          width: int) -> torch.Tensor:
+    """One forward over each whole prompt + response, right-padded, keeping the response columns."""
+    device = forward.device
     length = max(s.length for s in samples)
     input_ids = torch.full((len(samples), length), pad_id, dtype=torch.long)
     for row, sample in enumerate(samples):
         input_ids[row, : sample.length] = torch.tensor(sample.prompt + sample.response, dtype=torch.long)
-    # Padding is on the right and attention is causal, so no real token attends to padding: without a
-    # mask, attention runs the faster plain-causal kernel (padded positions are masked out of the loss).
-    logits = model(input_ids=input_ids.to(device), use_cache=False).logits
     # Response token j of a sample is predicted at position len(prompt) - 1 + j.
     starts = torch.tensor([len(s.prompt) - 1 for s in samples], device=device)
-    index = (starts[:, None] + torch.arange(width, device=device)).clamp(max=length - 1)
-    return logits.gather(1, index[:, :, None].expand(-1, -1, logits.shape[-1]))
+    columns = (starts[:, None] + torch.arange(width, device=device)).clamp(max=length - 1)
+    # Padding is on the right and attention is causal, so no real token attends to padding: without a
+    # mask, attention runs the faster plain-causal kernel (padded positions are masked out of the loss).
+    return forward(input_ids.to(device), columns=columns)[0]
 
 
 def prompt_layout(samples: Seq[Sample]) -> tuple[list[list[int]], list[int]]:
@@ -198,13 +223,12 @@ def prefix_causal_mask(prefix_pads: torch.Tensor, prefix_length: int, length: in
     return torch.cat([prefix, causal], dim=-1)[:, None]
 
 
-def _shared_prompt_logits(model: torch.nn.Module, samples: Seq[Sample], pad_id: int, width: int,
-                          device: torch.device) -> torch.Tensor:
+def _shared_prompt_logits(forward: HFForward | LeanForward, samples: Seq[Sample], pad_id: int,
+                          width: int) -> torch.Tensor:
     """Two forwards: the distinct prompts (left-padded, so each ends in the last column and its last logits
     predict the first response token), then all responses against their prompt's cached keys and values,
     copied per sample with index_select (whose backward sums the samples' gradients into the one prompt)."""
-    from transformers import DynamicCache
-
+    device = forward.device
     prompts, owner = prompt_layout(samples)
     prompt_length = max(len(p) for p in prompts)
     pads = torch.tensor([prompt_length - len(p) for p in prompts], device=device)
@@ -214,14 +238,11 @@ def _shared_prompt_logits(model: torch.nn.Module, samples: Seq[Sample], pad_id: 
     positions = (torch.arange(prompt_length, device=device)[None, :] - pads[:, None]).clamp(min=0)
     # Equal lengths need no mask: attention then takes the plain-causal kernel.
     mask = left_padded_causal_mask(pads, prompt_length) if bool(pads.any()) else None
-    out = model(input_ids=prompt_ids.to(device), attention_mask=mask, position_ids=positions, use_cache=True,
-                logits_to_keep=1)
+    last, cache = forward(prompt_ids.to(device), positions, mask, keep_cache=True, last_only=True)
     owners = torch.tensor(owner, device=device)
-    first = out.logits[:, -1].index_select(0, owners)[:, None]
+    first = last[:, -1].index_select(0, owners)[:, None]
     if width == 1:
         return first
-    cache = DynamicCache(ddp_cache_data=[(layer.keys.index_select(0, owners), layer.values.index_select(0, owners))
-                                         for layer in out.past_key_values.layers])
     # The last response token predicts nothing, so the second forward stops one short of the longest response.
     response_ids = torch.full((len(samples), width - 1), pad_id, dtype=torch.long)
     for row, sample in enumerate(samples):
@@ -230,15 +251,17 @@ def _shared_prompt_logits(model: torch.nn.Module, samples: Seq[Sample], pad_id: 
     starts = torch.tensor([len(s.prompt) for s in samples], device=device)
     positions = starts[:, None] + torch.arange(width - 1, device=device)
     mask = prefix_causal_mask(pads.index_select(0, owners), prompt_length, width - 1)
-    rest = model(input_ids=response_ids.to(device), attention_mask=mask, position_ids=positions,
-                 past_key_values=cache, use_cache=True).logits
+    prefix = [(keys.index_select(0, owners), values.index_select(0, owners)) for keys, values in cache]
+    rest = forward(response_ids.to(device), positions, mask, prefix=prefix)[0]
     return torch.cat([first, rest], dim=1)
 
 
 @torch.no_grad()
 def fill_logprobs(model: torch.nn.Module, samples: Seq[Sample], attribute: str, temperature: float,
-                  token_budget: int, pad_id: int, compute_dtype: str = "float32", lockstep: bool = False) -> None:
-    """Set `sample.<attribute>` (one value per response token) for every sample, micro-batch by micro-batch.
+                  token_budget: int, pad_id: int, compute_dtype: str = "float32", lockstep: bool = False,
+                  lean: bool = True) -> None:
+    """Set `sample.<attribute>` (one value per response token) for every sample, micro-batch by micro-batch
+    (`lean` as in `response_logits`).
 
     lockstep: every rank runs as many forward passes as the rank with the most micro-batches (an FSDP
     model gathers its parameters in each forward, a collective), padding with one-token passes."""
@@ -254,7 +277,7 @@ def fill_logprobs(model: torch.nn.Module, samples: Seq[Sample], attribute: str, 
     for indices in batches:
         chunk = [samples[i] for i in indices]
         batch = collate_responses(chunk, pad_id)
-        logits = response_logits(model, chunk, pad_id, compute_dtype, share_prompts=share)
+        logits = response_logits(model, chunk, pad_id, compute_dtype, share_prompts=share, lean=lean)
         logp = token_logprobs(logits, batch["response_ids"].to(logits.device), temperature).cpu()
         for row, sample in enumerate(chunk):
             setattr(sample, attribute, logp[row, : len(sample.response)].float().clone())

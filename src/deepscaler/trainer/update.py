@@ -93,7 +93,8 @@ def _micro_step(
     algo = config.algorithm
     device = next(model.parameters()).device
     on_policy = chunk[0].old_logp is None  # a single update per step: the old policy is the current one
-    logits = response_logits(model, chunk, pad_id, config.model.dtype, share_prompts=share_prompts)
+    logits = response_logits(model, chunk, pad_id, config.model.dtype, share_prompts=share_prompts,
+                             lean=config.model.lean_forward)
     batch = {key: value.to(device) for key, value in collate_responses(chunk, pad_id).items()}
     mask = batch["mask"]
     if algo.mask_truncated:
