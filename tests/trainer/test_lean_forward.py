@@ -94,6 +94,10 @@ def test_bfloat16_is_as_close_to_float32_as_autocast_is(family):
 
 def test_unsupported_models_fall_back_to_hugging_face():
     model = make_model("qwen2")
+    hook = model.model.layers[1].mlp.register_forward_pre_hook(lambda module, args: None)  # as FSDP's would be
+    assert not supports(model)
+    hook.remove()
+    assert supports(model)
     model.gradient_checkpointing_enable()
     assert not supports(model)
     windowed = AutoModelForCausalLM.from_config(transformers.MistralConfig(**SIZES, head_dim=8, sliding_window=16))

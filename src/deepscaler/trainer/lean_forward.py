@@ -25,14 +25,15 @@ Cache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys and values, (
 def supports(model: torch.nn.Module) -> bool:
     """Whether `LeanForward` computes exactly what this model's own forward does.
 
-    Not for a model wrapped by DDP or FSDP (their hooks run in the wrapper's forward), with gradient
+    Not for a model wrapped by DDP or FSDP or with any forward hooks (this forward calls no module), with gradient
     checkpointing, sliding-window attention, MLP biases, an activation other than SiLU, attention dropout in
     training, or rotary embeddings whose frequencies depend on the sequence length."""
     config = getattr(model, "config", None)
     inner = getattr(model, "model", None)
     if config is None or inner is None or config.model_type not in SUPPORTED_MODEL_TYPES:
         return False
-    if getattr(model, "is_gradient_checkpointing", False) or model._forward_hooks or model._forward_pre_hooks:
+    if getattr(model, "is_gradient_checkpointing", False) or any(
+            m._forward_hooks or m._forward_pre_hooks for m in model.modules()):  # e.g. FSDP's, which gather shards
         return False
     rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
     layer_types = getattr(config, "layer_types", None) or []
