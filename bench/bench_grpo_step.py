@@ -5,8 +5,10 @@ tokens per step, single-digit addition problems rendered with deepscaler's promp
 template, reward = deepscaler's `math_reward`. Matched settings: temperature 0.6, top-p 1, no top-k; AdamW lr 1e-6,
 betas (0.9, 0.999), weight decay 0.01, constant schedule, grad-norm clip 1.0; KL coefficient beta = 0.001 with the
 k3 estimator against a frozen reference model; clip epsilon 0.2 both ways; no entropy bonus; token-mean loss
-(TRL's "dapo"); group std advantage normalisation; float32 on the CPU (`--dtype bfloat16`: autocast on both
-sides); torch's own thread count on both sides unless `--threads N`. `--mini-batches 1` (default): one
+(TRL's "dapo"); group std advantage normalisation; on the CPU, float32 weights with bfloat16 compute (TRL:
+bf16=True, autocast; deepscaler: model.dtype=bfloat16, the precision both of its presets train in), or all float32
+with `--dtype float32`; rollouts in float32 on deepscaler's side; torch's own thread count on both sides unless
+`--threads N`. `--mini-batches 1` (default): one
 optimizer step on all 64 responses per generation (TRL: per_device_train_batch_size=64, steps_per_generation=1,
 num_iterations=1); `--mini-batches 2`: two optimizer steps of 32 per generation (TRL: per_device_train_batch_size=32,
 steps_per_generation=2), and a "step" is then one generation and both its updates.
@@ -53,7 +55,7 @@ PHASES = ("generate", "score", "logprobs", "update", "sync", "other")
 # The settings both trainers get; the names are this file's own.
 SETTINGS = {
     "prompts": 8, "samples": 8, "new_tokens": 64, "temperature": 0.6, "top_p": 1.0, "lr": 1e-6,
-    "weight_decay": 0.01, "grad_clip": 1.0, "beta": 0.001, "clip": 0.2, "seed": 0, "dtype": "float32",
+    "weight_decay": 0.01, "grad_clip": 1.0, "beta": 0.001, "clip": 0.2, "seed": 0, "dtype": "bfloat16",
 }
 
 
@@ -364,8 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trl-python", default=DEFAULT_TRL_PYTHON, help="interpreter with trl installed")
     parser.add_argument("--skip-trl", action="store_true", help="measure deepscaler only")
     parser.add_argument("--allow-eos", action="store_true", help="let responses end at end-of-sequence")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                        help="training compute dtype on both sides (bfloat16: autocast, float32 weights)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="bfloat16",
+                        help="training compute dtype on both sides (bfloat16, the default: mixed precision with "
+                             "float32 weights, as deepscaler's presets train)")
     parser.add_argument("--threads", type=int, help="torch threads on both sides (default: torch's own choice)")
     parser.add_argument("--trl-worker", metavar="SPEC", help=argparse.SUPPRESS)
     parser.add_argument("--reply-fd", type=int, help=argparse.SUPPRESS)
