@@ -106,8 +106,8 @@ class LeanForward:
         if prefix is not None and mask is None:
             raise ValueError("a prefix needs an explicit mask (causal attention would align it wrongly)")
         rows, length = input_ids.shape
-        if position_ids is None:
-            position_ids = torch.arange(length, device=self.device).expand(rows, -1)
+        if position_ids is None:  # one row of positions, broadcast over the batch
+            position_ids = torch.arange(length, device=self.device)[None]
         angles = position_ids[..., None].float() * self.inv_freq
         freqs = torch.polar(torch.full_like(angles, self.rope_scale), angles)[:, :, None]
         embed = self.model.model.embed_tokens
