@@ -9,7 +9,16 @@ import pytest
 import torch
 
 from deepscaler.recipes.curriculum import generate_problems
-from deepscaler.recipes.sft import IGNORE, SFTConfig, collate, encode_examples, lr_at, plan_batches, run_sft
+from deepscaler.recipes.sft import (
+    IGNORE,
+    SFTConfig,
+    collate,
+    encode_examples,
+    lr_at,
+    plan_batches,
+    response_loss,
+    run_sft,
+)
 from deepscaler.recipes.tiny import sft_examples
 
 
@@ -55,6 +64,22 @@ def test_labels_cover_the_response_and_its_end_token_only(tokenizer):
     assert mask[1].sum() == short and labels[1, short:].eq(IGNORE).all()
     assert input_ids[1, short:].eq(tokenizer.pad_token_id).all()
     assert encode_examples(tokenizer, [("x" * 50, "y" * 50)], max_length=20) == []
+
+
+def test_loss_through_the_lean_forward_equals_hugging_faces(base_model, tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+    encoded = encode_examples(tokenizer, [("What is 2 + 3?", "<think>\n2 + 3 = 5.\n</think>\n$\\boxed{5}$"),
+                                          ("Hi", "ok")], max_length=512)
+    input_ids, _, labels = collate(encoded, tokenizer.pad_token_id)
+    with torch.no_grad():
+        lean = response_loss(model, input_ids, labels, bf16=False)
+        logits = model(input_ids=input_ids).logits[:, :-1]
+    hf = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                           ignore_index=IGNORE)
+    assert float(lean) == pytest.approx(float(hf), rel=1e-5)
+    assert 5 < float(lean) < 9  # about ln(1024) for random weights: a real loss, not a masked-out zero
 
 
 def test_learning_rate_warms_up_then_decays_to_the_floor():
