@@ -10,7 +10,7 @@ import transformers
 from transformers import AutoModelForCausalLM
 
 from deepscaler.algorithms import token_logprobs
-from deepscaler.trainer.lean_forward import LeanForward, supports
+from deepscaler.trainer.lean_forward import LeanForward
 from deepscaler.trainer.sequences import Sample, collate_responses, response_logits
 
 PAD = 0
@@ -63,7 +63,7 @@ def logprobs_and_grads(model, samples, share, lean, dtype="float32"):
 @pytest.mark.parametrize("share", [False, True], ids=["whole-sequences", "shared-prompts"])
 def test_lean_forward_matches_hugging_face(family, share):
     model = make_model(family)
-    assert supports(model)
+    assert LeanForward.supports(model)
     samples = make_samples()
     hf_logp, hf_grads = logprobs_and_grads(model, samples, share, lean=False)
     lean_logp, lean_grads = logprobs_and_grads(model, samples, share, lean=True)
@@ -95,15 +95,15 @@ def test_bfloat16_is_as_close_to_float32_as_autocast_is(family):
 def test_unsupported_models_fall_back_to_hugging_face():
     model = make_model("qwen2")
     hook = model.model.layers[1].mlp.register_forward_pre_hook(lambda module, args: None)  # as FSDP's would be
-    assert not supports(model)
+    assert not LeanForward.supports(model)
     hook.remove()
-    assert supports(model)
+    assert LeanForward.supports(model)
     model.gradient_checkpointing_enable()
-    assert not supports(model)
+    assert not LeanForward.supports(model)
     windowed = AutoModelForCausalLM.from_config(transformers.MistralConfig(**SIZES, head_dim=8, sliding_window=16))
-    assert not supports(windowed)
+    assert not LeanForward.supports(windowed)
     gelu = AutoModelForCausalLM.from_config(transformers.Qwen2Config(**SIZES, hidden_act="gelu"))
-    assert not supports(gelu)
+    assert not LeanForward.supports(gelu)
     # The fallback still gives Hugging Face's numbers through the same entry point.
     samples = make_samples()
     with torch.no_grad():

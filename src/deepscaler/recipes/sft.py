@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from deepscaler.trainer import lean_forward
+from deepscaler.trainer.lean_forward import LeanForward
 
 IGNORE = -100
 
@@ -107,8 +107,8 @@ def response_loss(model: torch.nn.Module, input_ids: torch.Tensor, labels: torch
     where it supports the model (the same numbers as Hugging Face's, faster)."""
     # Padding is on the right and attention is causal, so real tokens never attend to padding: no mask
     # is needed, and without one attention takes the faster plain-causal kernel.
-    if lean_forward.supports(model):
-        logits = lean_forward.LeanForward(model, "bfloat16" if bf16 else "float32")(input_ids)[0]
+    if LeanForward.supports(model):
+        logits = LeanForward(model, "bfloat16" if bf16 else "float32")(input_ids)[0]
     else:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(input_ids=input_ids).logits

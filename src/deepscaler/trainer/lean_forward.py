@@ -22,31 +22,31 @@ STATIC_ROPE_TYPES = ("default", "linear", "llama3", "yarn")  # frequencies indep
 Cache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys and values, (rows, kv heads, positions, d)
 
 
-def supports(model: torch.nn.Module) -> bool:
-    """Whether `LeanForward` computes exactly what this model's own forward does.
-
-    Not for a model wrapped by DDP or FSDP or with any forward hooks (this forward calls no module), with gradient
-    checkpointing, sliding-window attention, MLP biases, an activation other than SiLU, attention dropout in
-    training, or rotary embeddings whose frequencies depend on the sequence length."""
-    config = getattr(model, "config", None)
-    inner = getattr(model, "model", None)
-    if config is None or inner is None or config.model_type not in SUPPORTED_MODEL_TYPES:
-        return False
-    if getattr(model, "is_gradient_checkpointing", False) or any(
-            m._forward_hooks or m._forward_pre_hooks for m in model.modules()):  # e.g. FSDP's, which gather shards
-        return False
-    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
-    layer_types = getattr(config, "layer_types", None) or []
-    sliding = "sliding_attention" in layer_types or (not layer_types and getattr(config, "sliding_window", None))
-    first = inner.layers[0]
-    return (rope.get("rope_type", rope.get("type", "default")) in STATIC_ROPE_TYPES and not sliding
-            and first.mlp.gate_proj.bias is None and config.hidden_act == "silu"
-            and not (model.training and getattr(config, "attention_dropout", 0.0)))
-
-
 class LeanForward:
     """One use: the fused weights of a model, built at construction (a point in its autograd graph), and
     forward passes through them. Make a new one for each forward/backward, since the weights change."""
+
+    @staticmethod
+    def supports(model: torch.nn.Module) -> bool:
+        """Whether this class computes exactly what this model's own forward does.
+
+        Not for a model wrapped by DDP or FSDP or with any forward hooks (this forward calls no module), with gradient
+        checkpointing, sliding-window attention, MLP biases, an activation other than SiLU, attention dropout in
+        training, or rotary embeddings whose frequencies depend on the sequence length."""
+        config = getattr(model, "config", None)
+        inner = getattr(model, "model", None)
+        if config is None or inner is None or config.model_type not in SUPPORTED_MODEL_TYPES:
+            return False
+        if getattr(model, "is_gradient_checkpointing", False) or any(
+                m._forward_hooks or m._forward_pre_hooks for m in model.modules()):  # e.g. FSDP's, which gather shards
+            return False
+        rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+        layer_types = getattr(config, "layer_types", None) or []
+        sliding = "sliding_attention" in layer_types or (not layer_types and getattr(config, "sliding_window", None))
+        first = inner.layers[0]
+        return (rope.get("rope_type", rope.get("type", "default")) in STATIC_ROPE_TYPES and not sliding
+                and first.mlp.gate_proj.bias is None and config.hidden_act == "silu"
+                and not (model.training and getattr(config, "attention_dropout", 0.0)))
 
     def __init__(self, model: torch.nn.Module, compute_dtype: str = "float32") -> None:
         config, inner = model.config, model.model

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 import torch
 
 from deepscaler.algorithms import token_logprobs
-from deepscaler.trainer import lean_forward
 from deepscaler.trainer.lean_forward import LeanForward
 
 
@@ -147,7 +146,7 @@ def response_logits(model: torch.nn.Module, samples: Seq[Sample], pad_id: int, c
     (see `can_share_prompts`); the same numbers as the plain route up to float rounding, with the prompt's
     share of the forward and backward done once per group instead of once per sample.
     lean: use the trainer's own forward (lean_forward.py) where it supports the model, else Hugging Face's."""
-    forward = (LeanForward(model, compute_dtype) if lean and lean_forward.supports(model)
+    forward = (LeanForward(model, compute_dtype) if lean and LeanForward.supports(model)
                else HFForward(model, compute_dtype))
     width = max(1, max(len(s.response) for s in samples))
     route = _shared_prompt_logits if share_prompts else _full_sequence_logits
