@@ -92,10 +92,12 @@ def builtin_runner(model_dir: Path, prompts: list[list[int]], new_tokens: int, d
 
 def vllm_runner(model_dir: Path, prompts: list[list[int]], new_tokens: int, dtype: str) -> Callable[[], float]:
     """vLLM through deepscaler's vLLM engine, with vLLM's own torch.compile on (deepscaler's CPU default is eager,
-    which starts ~25 s sooner but decodes ~10% slower here) and a 1 GiB KV cache."""
+    which starts sooner but decoded 10-15% slower in one-off runs here) and a 1 GiB KV cache."""
     from deepscaler.inference.engines.vllm_engine import VLLMEngine
 
-    return engine_runner(VLLMEngine(str(model_dir), dtype=dtype, seed=0, enforce_eager=False), prompts, new_tokens)
+    engine = VLLMEngine(str(model_dir), dtype=dtype, seed=0, enforce_eager=False)
+    print(f"  vllm started in {engine.startup_seconds:.1f} s (torch.compile included)")
+    return engine_runner(engine, prompts, new_tokens)
 
 
 def main() -> None:

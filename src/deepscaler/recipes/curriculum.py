@@ -362,12 +362,12 @@ SLIP_DELTAS = (-2, -1, 1, 2)
 
 
 HASTY_LINE = "I can see the answer without working it out."
+NEAR_MISSES = (-3, -2, -1, 1, 2, 3)
 
 
 def is_worked(response: str) -> bool:
     """Whether a response works the problem, rather than answer the way a hasty teacher trace does."""
     return HASTY_LINE not in response
-NEAR_MISSES = (-3, -2, -1, 1, 2, 3)
 
 
 def hasty_answer(problem: Problem, rng: random.Random, right: float) -> str:

@@ -17,8 +17,8 @@ DEFAULT_PROMPT = "{problem} Let's think step by step and output the final answer
 @dataclass
 class ModelConfig:
     path: str = ""  # a local Hugging Face folder (or hub id when online); empty: the recipe builds one
-    # Compute dtype; parameters and optimizer state stay float32 either way. bfloat16 is about twice as fast on
-    # GPUs and on CPUs with AMX; float32 is the exact default.
+    # Compute dtype; parameters and optimizer state stay float32 either way. bfloat16 halves the update's time on a
+    # CPU with AMX (bench_grpo_step); float32 is the exact default.
     dtype: Literal["float32", "bfloat16"] = "float32"
     gradient_checkpointing: bool = False  # trade compute for memory on long responses
     # The trainer's own forward for Qwen2/Qwen3/Llama/Mistral (trainer/lean_forward.py): same numbers, faster;
@@ -46,10 +46,6 @@ class RolloutConfig:
     # Built-in engine: processes sharing each rollout batch, one thread each (engines/parallel.py); "auto" is 2
     # for a model of at most 100M parameters on 2 or more threads, else 1.
     data_parallel: int | Literal["auto"] = "auto"
-
-    def __post_init__(self) -> None:
-        if self.data_parallel != "auto" and self.data_parallel < 1:
-            raise ValueError(f"data_parallel must be 'auto' or at least 1, got {self.data_parallel}")
 
 
 @dataclass
@@ -150,6 +146,8 @@ def validate(config: TrainConfig) -> None:
     """Impossible combinations fail at start-up, naming the key."""
     if not config.stages:
         raise ConfigError("stages: at least one stage is needed")
+    if config.rollout.data_parallel != "auto" and config.rollout.data_parallel < 1:
+        raise ConfigError(f"rollout.data_parallel must be 'auto' or at least 1, got {config.rollout.data_parallel}")
     if config.wandb_project is not None and importlib.util.find_spec("wandb") is None:
         raise ConfigError("wandb_project is set but wandb is not installed: pip install 'deepscaler[wandb]'")
     for i, stage in enumerate(config.stages):

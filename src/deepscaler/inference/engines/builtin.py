@@ -260,7 +260,7 @@ class BuiltinEngine:
         failed: list[int] = []
         for worker, indices in remote:
             try:
-                outputs, _ = worker.collect()
+                outputs = worker.collect()
             except RuntimeError as error:
                 self._stop_parallel(error)
                 failed.extend(indices)

@@ -147,8 +147,8 @@ class EngineWorker:
         """Send a shard; returns at once. weights_version changes when the shared weights have been updated."""
         self._send((prompts, params, weights_version))
 
-    def collect(self) -> tuple[list[list[Any]], dict[str, float]]:
-        """The submitted shard's outputs (per request, a list of CompletionOutput) and the worker's timings."""
+    def collect(self) -> list[list[Any]]:
+        """The submitted shard's outputs: per request, a list of CompletionOutput."""
         if not self.started:
             self._receive()
             self.started = True
@@ -189,7 +189,7 @@ def _serve(requests, replies) -> None:
             if weights_version != version:  # keys and values cached under the old weights are stale
                 engine.model.clear_cache()
                 version = weights_version
-            reply(("ok", (engine.generate(prompts, params), engine.timings)))
+            reply(("ok", engine.generate(prompts, params)))
         except Exception as error:  # reported to the main process, which raises it there
             reply(("error", f"{type(error).__name__}: {error}"))
 
