@@ -3,7 +3,9 @@
 Workload: the 4.3M-parameter "tiny" Qwen2 built locally, 64 prompts, 128 new tokens each, sampling at
 temperature 1.0 with no top-k/top-p and end-of-sequence ignored, so every engine decodes exactly
 64 x 128 tokens (checked). Each engine gets a warm-up run, then --repeats interleaved timed runs; the
-best of each is reported.
+best of each is reported. Every round asks different questions (all engines the same ones), so no run
+is served from a cache of an earlier one: vLLM's prefix cache, on by default, would otherwise skip
+most of each prompt's prefill from the second run on.
 Prints tokens/s per engine, the ratio built-in / best baseline, and where the built-in engine's time goes.
 
     .venv/bin/python bench/bench_inference.py [--batch 64] [--new-tokens 128] [--repeats 3] [--dtype float32]
@@ -23,10 +25,11 @@ from pathlib import Path
 ONE_PROCESS = "builtin, 1 process"
 
 
-def make_prompts(tokenizer, count: int) -> list[list[int]]:
+def make_prompts(tokenizer, count: int, first: int = 0) -> list[list[int]]:
+    """`count` chat-formatted questions, the first numbered `first` (distinct numbers give distinct prompts)."""
     questions = [
         f"What is {7 * i + 3} + {11 * i + 5}? Please reason step by step, and put your final answer "
-        f"within \\boxed{{}}." for i in range(count)
+        f"within \\boxed{{}}." for i in range(first, first + count)
     ]
     texts = [
         tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
@@ -36,23 +39,24 @@ def make_prompts(tokenizer, count: int) -> list[list[int]]:
     return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
 
 
-def hf_runner(
-    model_dir: Path, prompts: list[list[int]], new_tokens: int, dtype: str, threads: int | None = None
-) -> Callable[[], float]:
+Runner = Callable[[list[list[int]]], float]  # generates for the given prompts, returns the seconds taken
+
+
+def hf_runner(model_dir: Path, new_tokens: int, dtype: str, threads: int | None = None) -> Runner:
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).eval()
-    width = max(len(p) for p in prompts)
-    # Left padding, as Hugging Face requires for batched decoder-only generation.
-    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
     config = GenerationConfig(
         do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=new_tokens,
         min_new_tokens=new_tokens, eos_token_id=None, pad_token_id=0,
     )
 
-    def run() -> float:
+    def run(prompts: list[list[int]]) -> float:
+        width = max(len(p) for p in prompts)
+        # Left padding, as Hugging Face requires for batched decoder-only generation.
+        ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
         default = torch.get_num_threads()
         torch.set_num_threads(threads or default)
         start = time.perf_counter()
@@ -66,13 +70,12 @@ def hf_runner(
     return run
 
 
-def engine_runner(engine, prompts: list[list[int]], new_tokens: int) -> Callable[[], float]:
+def engine_runner(engine, new_tokens: int) -> Runner:
     """A timed call of a deepscaler engine: every prompt sampled for exactly new_tokens tokens."""
     from deepscaler.inference.params import SamplingParams
 
-    params = [SamplingParams(temperature=1.0, max_tokens=new_tokens, ignore_eos=True)] * len(prompts)
-
-    def run() -> float:
+    def run(prompts: list[list[int]]) -> float:
+        params = [SamplingParams(temperature=1.0, max_tokens=new_tokens, ignore_eos=True)] * len(prompts)
         start = time.perf_counter()
         outputs = engine.generate(prompts, params)
         elapsed = time.perf_counter() - start
@@ -82,22 +85,21 @@ def engine_runner(engine, prompts: list[list[int]], new_tokens: int) -> Callable
     return run
 
 
-def builtin_runner(model_dir: Path, prompts: list[list[int]], new_tokens: int, dtype: str,
-                   data_parallel: int | str = "auto"):
+def builtin_runner(model_dir: Path, new_tokens: int, dtype: str, data_parallel: int | str = "auto"):
     from deepscaler.inference.engines.builtin import BuiltinEngine
 
     engine = BuiltinEngine(model_dir, dtype=dtype, num_threads="auto", data_parallel=data_parallel)
-    return engine_runner(engine, prompts, new_tokens), engine
+    return engine_runner(engine, new_tokens), engine
 
 
-def vllm_runner(model_dir: Path, prompts: list[list[int]], new_tokens: int, dtype: str) -> Callable[[], float]:
+def vllm_runner(model_dir: Path, new_tokens: int, dtype: str) -> Runner:
     """vLLM through deepscaler's vLLM engine, with vLLM's own torch.compile on (deepscaler's CPU default is eager,
     which starts sooner but decoded 10-15% slower in one-off runs here) and a 1 GiB KV cache."""
     from deepscaler.inference.engines.vllm_engine import VLLMEngine
 
     engine = VLLMEngine(str(model_dir), dtype=dtype, seed=0, enforce_eager=False)
     print(f"  vllm started in {engine.startup_seconds:.1f} s (torch.compile included)")
-    return engine_runner(engine, prompts, new_tokens)
+    return engine_runner(engine, new_tokens)
 
 
 def main() -> None:
@@ -116,35 +118,37 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = make_tiny_model(Path(tmp) / "tiny", preset="tiny", seed=0)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        prompts = make_prompts(tokenizer, args.batch)
+        # One prompt set per round (the warm-up's, then the timed rounds'), the same for every engine.
+        rounds = [make_prompts(tokenizer, args.batch, first=r * args.batch) for r in range(args.repeats + 1)]
+        lengths = [len(p) for prompts in rounds for p in prompts]
         total = args.batch * args.new_tokens
         print(f"workload: tiny Qwen2, batch {args.batch} x {args.new_tokens} new tokens "
-              f"(prompts {min(map(len, prompts))}-{max(map(len, prompts))} tokens), {args.dtype}, temperature 1.0, "
+              f"(prompts {min(lengths)}-{max(lengths)} tokens), {args.dtype}, temperature 1.0, "
               f"{torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.1f} at start")
         # The built-in engine may pick one thread per step when that measures faster (busy machine), so
         # Hugging Face pinned to one thread is a baseline too: the ratio is then not a threading artefact.
-        runners: dict[str, Callable[[], float]] = {
-            "hf generate": hf_runner(model_dir, prompts, args.new_tokens, args.dtype),
-            "hf generate 1 thread": hf_runner(model_dir, prompts, args.new_tokens, args.dtype, threads=1),
+        runners: dict[str, Runner] = {
+            "hf generate": hf_runner(model_dir, args.new_tokens, args.dtype),
+            "hf generate 1 thread": hf_runner(model_dir, args.new_tokens, args.dtype, threads=1),
         }
         try:
             import vllm  # noqa: F401
         except Exception as error:  # not installed, or installed but unusable here
             print(f"  {'vllm':22s} skipped ({type(error).__name__}: {str(error)[:60]})")
         else:
-            runners["vllm"] = vllm_runner(model_dir, prompts, args.new_tokens, args.dtype)
-        runners["builtin"], engine = builtin_runner(model_dir, prompts, args.new_tokens, args.dtype)
+            runners["vllm"] = vllm_runner(model_dir, args.new_tokens, args.dtype)
+        runners["builtin"], engine = builtin_runner(model_dir, args.new_tokens, args.dtype)
         # The same engine kept to one process (its data_parallel default splits the batch between two here),
         # to show what the split adds; not a baseline.
-        runners[ONE_PROCESS], _ = builtin_runner(model_dir, prompts, args.new_tokens, args.dtype, data_parallel=1)
+        runners[ONE_PROCESS], _ = builtin_runner(model_dir, args.new_tokens, args.dtype, data_parallel=1)
         for run in runners.values():
-            run()  # warm-up
+            run(rounds[0])  # warm-up
         # Interleaved rounds, best of each: load from other processes hits every engine alike.
         best = dict.fromkeys(runners, float("inf"))
         split: dict[str, float] = {}
-        for _ in range(args.repeats):
+        for prompt_set in rounds[1:]:
             for name, run in runners.items():
-                seconds = run()
+                seconds = run(prompt_set)
                 if seconds < best[name]:
                     best[name] = seconds
                     if name == "builtin":

@@ -1,4 +1,5 @@
-"""The lean forward pass gives Hugging Face's logits, for prefill and cached decoding, on several families."""
+"""The lean forward pass gives Hugging Face's logits, for prefill and cached decoding, on several families,
+with its float32 decode on the fused kernels (the default) and on PyTorch operators."""
 
 from __future__ import annotations
 
@@ -27,8 +28,12 @@ def small_model(family: str) -> torch.nn.Module:
     return transformers.AutoModelForCausalLM.from_config(config).eval()
 
 
-def check_against_hf(model: torch.nn.Module, prompts: list[list[int]], one_thread, steps: int = 5) -> None:
+def check_against_hf(
+    model: torch.nn.Module, prompts: list[list[int]], one_thread, fused: bool, steps: int = 5
+) -> None:
     lean = LeanCausalLM(model)
+    assert lean.fused_kernels  # float32: the default
+    lean.fused_kernels = fused
     lean.allocate_cache(len(prompts), max(map(len, prompts)) + steps)
     width = max(map(len, prompts))
     tokens = torch.tensor([p + [0] * (width - len(p)) for p in prompts])
@@ -50,13 +55,15 @@ def check_against_hf(model: torch.nn.Module, prompts: list[list[int]], one_threa
         positions += 1
 
 
-def test_qwen2_matches_hugging_face(hf_model, prompts, one_thread) -> None:
-    check_against_hf(hf_model, prompts, one_thread)
+@pytest.mark.parametrize("fused", [True, False])
+def test_qwen2_matches_hugging_face(hf_model, prompts, one_thread, fused: bool) -> None:
+    check_against_hf(hf_model, prompts, one_thread, fused)
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("family", ["llama", "qwen3", "mistral"])
-def test_other_families_match_hugging_face(family: str, one_thread) -> None:
-    check_against_hf(small_model(family), [[5, 9, 13, 2, 77], [1], [40, 41, 42]], one_thread)
+def test_other_families_match_hugging_face(family: str, one_thread, fused: bool) -> None:
+    check_against_hf(small_model(family), [[5, 9, 13, 2, 77], [1], [40, 41, 42]], one_thread, fused)
 
 
 def test_load_replaces_weights_like_a_fresh_conversion(hf_model) -> None:

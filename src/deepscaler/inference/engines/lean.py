@@ -18,8 +18,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from deepscaler.inference.engines import kernels
 
 SUPPORTED_MODEL_TYPES = ("qwen2", "qwen3", "llama", "mistral")
 # Rotary variants whose frequencies do not depend on the sequence length (so they can be tabulated once).
@@ -76,8 +79,12 @@ class LeanCausalLM:
         self.inv_freq = rotary.inv_freq.float().clone()
         self.rope_scaling = float(getattr(rotary, "attention_scaling", 1.0))
         self.freqs: torch.Tensor | None = None
+        self.rotation: torch.Tensor | None = None
         self.k_cache: list[torch.Tensor] = []
         self.v_cache: list[torch.Tensor] = []
+        # Decode steps in float32 run on the fused kernels of engines/kernels.py (False: PyTorch operators only).
+        self.fused_kernels = self.dtype == torch.float32
+        self._scores: np.ndarray | None = None  # the attention kernel's scratch
 
     def _allocate(self) -> None:
         H, d, n_q, n_kv, inter = self.hidden, self.head_dim, self.n_heads, self.n_kv, self.inter
@@ -217,6 +224,7 @@ class LeanCausalLM:
         if self.freqs is None or self.freqs.shape[0] < max_len:
             angles = torch.outer(torch.arange(max_len, dtype=torch.float32), self.inv_freq)
             self.freqs = torch.polar(torch.full_like(angles, self.rope_scaling), angles)
+            self.rotation = torch.view_as_real(self.freqs).contiguous()  # (cos, sin) pairs for the kernels
 
     def release_cache(self) -> None:
         self.k_cache, self.v_cache = [], []
@@ -242,34 +250,45 @@ class LeanCausalLM:
         """RMSNorm over the last dim (bit-identical to Hugging Face's in float32)."""
         return F.rms_norm(x, (x.shape[-1],), weight, self.eps)
 
+    def _fused_norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """RMSNorm of contiguous float32 rows [n, hidden] in one kernel call (decode steps)."""
+        out = torch.empty_like(x)
+        kernels.rms_norm(x.numpy(), weight.numpy(), self.eps, out.numpy())
+        return out
+
     @staticmethod
     def _project_qkv(layer: dict, h: torch.Tensor) -> torch.Tensor:
         return torch.mm(h, layer["qkv"]) if layer["qkv_b"] is None else torch.addmm(layer["qkv_b"], h, layer["qkv"])
 
-    def _qkv(self, layer: dict, h: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
-        """Rows of h [tokens, hidden] -> qkv [tokens, (heads + 2 kv heads) * d], q and k rotated in place."""
+    def _qkv(self, layer: dict, h: torch.Tensor) -> torch.Tensor:
+        """Rows of h [tokens, hidden] -> qkv [tokens, (heads + 2 kv heads) * d], q/k-normed if the model
+        has those norms, not yet rotated."""
         n_q, n_kv, d = self.n_heads, self.n_kv, self.head_dim
         qkv = self._project_qkv(layer, h)
-        qk = qkv[:, : (n_q + n_kv) * d].unflatten(-1, (n_q + n_kv, d))
         if self.qk_norm:
+            qk = qkv[:, : (n_q + n_kv) * d].unflatten(-1, (n_q + n_kv, d))
             qk[:, :n_q] = self._norm(qk[:, :n_q], layer["q_norm"])
             qk[:, n_q:] = self._norm(qk[:, n_q:], layer["k_norm"])
-        self._rope_(qk, freqs)
         return qkv
 
-    def _mlp_and_out(self, layer: dict, x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+    def _mlp_and_out(self, layer: dict, x: torch.Tensor, attn: torch.Tensor, fused: bool = False) -> torch.Tensor:
         """Output projection and MLP, each with its residual, for rows x [tokens, hidden]."""
         x = torch.addmm(x, attn, layer["o"])
         if layer["o_b"] is not None:
             x += layer["o_b"]
-        gate_up = torch.mm(self._norm(x, layer["ln2"]), layer["gate_up"])
-        # silu(gate) * up in place, in gate's half of gate_up (a strided view, which addmm reads as is).
-        act = F.silu(gate_up[:, : self.inter], inplace=True).mul_(gate_up[:, self.inter :])
+        if fused:
+            gate_up = torch.mm(self._fused_norm(x, layer["ln2"]), layer["gate_up"])
+            act = torch.empty(x.shape[0], self.inter)
+            kernels.silu_and_multiply(gate_up.numpy(), act.numpy())
+        else:
+            gate_up = torch.mm(self._norm(x, layer["ln2"]), layer["gate_up"])
+            # silu(gate) * up in place, in gate's half of gate_up (a strided view, which addmm reads as is).
+            act = F.silu(gate_up[:, : self.inter], inplace=True).mul_(gate_up[:, self.inter :])
         return x.addmm_(act, layer["down"])
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor, fused: bool = False) -> torch.Tensor:
         """Float32 logits [rows, vocab] for final hidden states x [rows, hidden]."""
-        h = self._norm(x, self.final_norm)
+        h = (self._fused_norm if fused else self._norm)(x, self.final_norm)
         if self.lm_head_t is None:
             return F.linear(h, self.lm_head).float()
         return torch.mm(h, self.lm_head_t).float()
@@ -322,15 +341,17 @@ class LeanCausalLM:
         n = tokens.shape[0]
         n_q, n_kv, d, group = self.n_heads, self.n_kv, self.head_dim, self.n_heads // self.n_kv
         x = F.embedding(tokens, self.embed)
+        if self.fused_kernels:
+            return self._decode_fused(x, positions)
         freqs = self.freqs[positions].unsqueeze(1)
         hidden_keys = torch.arange(span) > positions.view(n, 1, 1, 1)
         bias = torch.zeros(n, 1, 1, span, dtype=self.dtype).masked_fill_(hidden_keys, -torch.inf)
-        max_len = self.k_cache[0].shape[2]
         # Flat row index of (slot, kv head, position) in a cache viewed as [slots * n_kv * max_len, d].
-        flat = ((torch.arange(n) * n_kv).unsqueeze(1) + torch.arange(n_kv)) * max_len + positions.unsqueeze(1)
-        flat = flat.flatten()
+        rows = (torch.arange(n) * n_kv).unsqueeze(1) + torch.arange(n_kv)
+        flat = (rows * self.k_cache[0].shape[2] + positions.unsqueeze(1)).flatten()
         for i, layer in enumerate(self.layers):
-            qkv = self._qkv(layer, self._norm(x, layer["ln1"]), freqs)
+            qkv = self._qkv(layer, self._norm(x, layer["ln1"]))
+            self._rope_(qkv[:, : (n_q + n_kv) * d].unflatten(-1, (n_q + n_kv, d)), freqs)
             k_cache, v_cache = self.k_cache[i], self.v_cache[i]
             k_cache.view(-1, d).index_copy_(0, flat, qkv[:, n_q * d : (n_q + n_kv) * d].reshape(-1, d))
             v_cache.view(-1, d).index_copy_(0, flat, qkv[:, (n_q + n_kv) * d :].reshape(-1, d))
@@ -341,6 +362,20 @@ class LeanCausalLM:
             ).view(n, -1)
             x = self._mlp_and_out(layer, x, attn)
         return self.logits(x)
+
+    def _decode_fused(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """`decode` with engines/kernels.py doing the norms, rotation, cache writes and attention."""
+        n_q, n_kv, at, rotation = self.n_heads, self.n_kv, positions.numpy(), self.rotation.numpy()
+        if self._scores is None or self._scores.shape[1] < self.k_cache[0].shape[2]:
+            self._scores = np.empty((n_q // n_kv, self.k_cache[0].shape[2]), dtype=np.float32)
+        for i, layer in enumerate(self.layers):
+            qkv = self._qkv(layer, self._fused_norm(x, layer["ln1"]))
+            k_cache, v_cache = self.k_cache[i].numpy(), self.v_cache[i].numpy()
+            kernels.rotate_and_store(qkv.numpy(), rotation, at, k_cache, v_cache, n_q, n_kv)
+            attn = torch.empty(x.shape[0], n_q * self.head_dim)
+            kernels.attend(qkv.numpy(), k_cache, v_cache, at, n_q, self._scores, attn.numpy())
+            x = self._mlp_and_out(layer, x, attn, fused=True)
+        return self.logits(x, fused=True)
 
     @torch.inference_mode()
     def move_slots(self, src: torch.Tensor, dst: torch.Tensor, span: int) -> None:

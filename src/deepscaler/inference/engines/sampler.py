@@ -11,8 +11,10 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
+from deepscaler.inference.engines import kernels
 from deepscaler.inference.params import SamplingParams
 
 
@@ -43,6 +45,10 @@ class BatchSampler:
         self.top_k = torch.tensor(top_ks) if any(top_ks) else None
         top_ps = [p.top_p for p in params]
         self.top_p = torch.tensor(top_ps).unsqueeze(1) if any(v < 1 for v in top_ps) else None
+        # Without top-k/top-p, a batch is sampled in one kernel call (engines/kernels.py).
+        self.fused = self.top_k is None and self.top_p is None
+        self.inverse_temperature = np.array([1 / t if t > 0 else 0.0 for t in temps], dtype=np.float32)
+        self._scratch: np.ndarray | None = None
 
     def _scale(self, logits: torch.Tensor) -> torch.Tensor:
         if self.uniform_temp == 1.0:
@@ -76,6 +82,8 @@ class BatchSampler:
         The log-prob is log_softmax(logits / temperature) of the chosen token, before top-k/top-p
         filtering (raw logits for greedy rows): the quantity an RL trainer recomputes.
         """
+        if self.fused and logits.dtype == torch.float32 and logits.is_contiguous():
+            return self._sample_fused(logits)
         if self.all_greedy:
             tokens = logits.argmax(dim=1, keepdim=True)
             logprobs = logits.gather(1, tokens) - logits.logsumexp(dim=1, keepdim=True)
@@ -95,6 +103,16 @@ class BatchSampler:
         else:
             logprobs = probs.gather(1, tokens).log()
         return tokens.squeeze(1), logprobs.squeeze(1)
+
+    def _sample_fused(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`sample` in one kernel call: the same draws, and the same tokens up to the last bits of rounding."""
+        if self._scratch is None or self._scratch.shape[0] != logits.shape[1]:
+            self._scratch = np.empty(logits.shape[1], dtype=np.float32)
+        uniforms = np.zeros(self.n) if self.all_greedy else np.array([draw() for draw in self._draws])
+        tokens, logprobs = torch.empty(self.n, dtype=torch.long), torch.empty(self.n)
+        kernels.sample_rows(logits.numpy(), self.inverse_temperature, uniforms, self._scratch,
+                            tokens.numpy(), logprobs.numpy())
+        return tokens, logprobs
 
     def top_logprobs(self, logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The k most likely tokens of each row and their log-probs (same scaling as `sample`)."""

@@ -13,6 +13,7 @@ import gc
 import logging
 import os
 import random
+import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -47,6 +48,24 @@ def _import_vllm() -> Any:
     except ImportError as exc:
         raise ImportError(INSTALL_HINT) from exc
     return vllm
+
+
+@contextlib.contextmanager
+def _llvmlite_library_hidden() -> Iterator[None]:
+    """Hide llvmlite's library handle while vLLM starts, when Numba is loaded (the built-in engine's kernels).
+
+    vLLM 0.32's CPU worker scans the globals of every loaded module and calls `vars(value).get` on each
+    value with a `__dict__`; llvmlite's `ffi.lib` resolves any attribute as a C symbol, `__dict__` too, so
+    the scan crashes ("'_lib_fn_wrapper' object has no attribute 'get'"). Nothing compiles with Numba
+    while vLLM starts, so the handle is put back untouched afterwards.
+    """
+    ffi = sys.modules.get("llvmlite.binding.ffi")
+    library = ffi.__dict__.pop("lib", None) if ffi is not None else None
+    try:
+        yield
+    finally:
+        if library is not None:
+            ffi.lib = library
 
 
 @contextlib.contextmanager
@@ -127,7 +146,7 @@ class VLLMEngine:
         if dtype == "auto" and on_cpu:
             dtype = "float32"
 
-        with _process_state_kept():
+        with _process_state_kept(), _llvmlite_library_hidden():
             started = time.perf_counter()
             self._llm = vllm.LLM(
                 model=str(model), dtype=dtype, max_model_len=max_model_len, seed=seed, **options
