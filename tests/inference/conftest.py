@@ -47,11 +47,14 @@ def hf_model(tiny_model_dir: Path) -> torch.nn.Module:
     return AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
 
 
-@pytest.fixture(scope="session")
-def engine(tiny_model_dir: Path):
+@pytest.fixture(scope="session", params=["fused kernels", "torch operators"])
+def engine(tiny_model_dir: Path, request: pytest.FixtureRequest):
+    """The built-in engine decoding on its fused kernels (one thread), and on PyTorch operators only."""
     from deepscaler.inference.engines.builtin import BuiltinEngine
 
-    built = BuiltinEngine(tiny_model_dir)
+    fused = request.param == "fused kernels"
+    built = BuiltinEngine(tiny_model_dir, num_threads=1 if fused else None)
+    built.model.fused_kernels = fused
     yield built
     built.close()
 

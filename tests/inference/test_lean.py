@@ -51,8 +51,10 @@ def check_against_hf(
         chosen = logits.argmax(dim=1)
         for seq, token in zip(sequences, chosen.tolist(), strict=True):
             seq.append(token)
-        logits = lean.decode(chosen, positions, int(positions.max()) + 1)
+        with one_thread():  # the fused kernels run on one thread only
+            logits = lean.decode(chosen, positions, int(positions.max()) + 1)
         positions += 1
+    assert (lean._scores is not None) == fused  # the attention kernel's scratch: the fused path ran
 
 
 @pytest.mark.parametrize("fused", [True, False])

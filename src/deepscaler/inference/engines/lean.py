@@ -82,7 +82,8 @@ class LeanCausalLM:
         self.rotation: torch.Tensor | None = None
         self.k_cache: list[torch.Tensor] = []
         self.v_cache: list[torch.Tensor] = []
-        # Decode steps in float32 run on the fused kernels of engines/kernels.py (False: PyTorch operators only).
+        # Float32 decode steps on one thread (each data-parallel process has one) run on the single-threaded
+        # kernels of engines/kernels.py; with more threads, PyTorch's multi-threaded operators. False: never.
         self.fused_kernels = self.dtype == torch.float32
         self._scores: np.ndarray | None = None  # the attention kernel's scratch
 
@@ -341,7 +342,7 @@ class LeanCausalLM:
         n = tokens.shape[0]
         n_q, n_kv, d, group = self.n_heads, self.n_kv, self.head_dim, self.n_heads // self.n_kv
         x = F.embedding(tokens, self.embed)
-        if self.fused_kernels:
+        if self.fused_kernels and torch.get_num_threads() == 1:  # the kernels are single-threaded
             return self._decode_fused(x, positions)
         freqs = self.freqs[positions].unsqueeze(1)
         hidden_keys = torch.arange(span) > positions.view(n, 1, 1, 1)
