@@ -11,6 +11,8 @@ Hugging Face's "two halves" layout to interleaved pairs. Attention scores are do
 which the same permutation on both sides leaves unchanged, so logits match Hugging Face's.
 Prefill stops the last layer at its keys and values for all positions: attention, output projection and
 MLP run for each prompt's last position only, the one whose logits are needed.
+A float32 decode step on one thread goes further: the norms, SiLU x up, the rotation with its cache
+writes, and the attention are Numba kernels (kernels.py), leaving PyTorch only the matmuls.
 """
 
 from __future__ import annotations
