@@ -31,7 +31,11 @@ _BLOCK = 64  # tokens summed at once while sampling walks the distribution
 
 def _kernel(function):
     """A compiled, disk-cached kernel (NaN-free inputs assumed, as in any finite forward pass)."""
-    return numba.njit(fastmath=_FAST_MATH | {"nnan"}, cache=True, nogil=True, error_model="numpy")(function)
+    options = dict(fastmath=_FAST_MATH | {"nnan"}, nogil=True, error_model="numpy")
+    try:
+        return numba.njit(cache=True, **options)(function)
+    except RuntimeError:  # no writable place for Numba's cache (read-only install and home): compile per process
+        return numba.njit(**options)(function)
 
 
 def _inline(function):
