@@ -16,8 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-SUPPORTED_MODEL_TYPES = ("qwen2", "qwen3", "llama", "mistral")
-STATIC_ROPE_TYPES = ("default", "linear", "llama3", "yarn")  # frequencies independent of sequence length
+from deepscaler.inference.architectures import STATIC_ROPE_TYPES, SUPPORTED_MODEL_TYPES, pair_order, rope_type
 
 Cache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys and values, (rows, kv heads, positions, d)
 
@@ -40,11 +39,10 @@ class LeanForward:
         if getattr(model, "is_gradient_checkpointing", False) or any(
                 m._forward_hooks or m._forward_pre_hooks for m in model.modules()):  # e.g. FSDP's, which gather shards
             return False
-        rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
         layer_types = getattr(config, "layer_types", None) or []
         sliding = "sliding_attention" in layer_types or (not layer_types and getattr(config, "sliding_window", None))
         first = inner.layers[0]
-        return (rope.get("rope_type", rope.get("type", "default")) in STATIC_ROPE_TYPES and not sliding
+        return (rope_type(config) in STATIC_ROPE_TYPES and not sliding
                 and first.mlp.gate_proj.bias is None and config.hidden_act == "silu"
                 and not (model.training and getattr(config, "attention_dropout", 0.0)))
 
@@ -63,7 +61,7 @@ class LeanForward:
         self.inv_freq = rotary.inv_freq.float().to(self.device)
         self.rope_scale = float(getattr(rotary, "attention_scaling", 1.0))
         d = self.head_dim
-        pairs = torch.stack([torch.arange(d // 2), torch.arange(d // 2) + d // 2], 1).flatten()
+        pairs = pair_order(d)
         # Row order of the fused q/k/v output: each q and k head's rows as interleaved rotary pairs, v as is.
         heads = torch.arange(self.n_q + self.n_kv)[:, None] * d + pairs
         v_rows = torch.arange((self.n_q + 2 * self.n_kv) * d)[(self.n_q + self.n_kv) * d :]

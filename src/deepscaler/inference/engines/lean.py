@@ -24,11 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deepscaler.inference.architectures import STATIC_ROPE_TYPES, SUPPORTED_MODEL_TYPES, pair_order, rope_type
 from deepscaler.inference.engines import kernels
 
-SUPPORTED_MODEL_TYPES = ("qwen2", "qwen3", "llama", "mistral")
-# Rotary variants whose frequencies do not depend on the sequence length (so they can be tabulated once).
-STATIC_ROPE_TYPES = ("default", "linear", "llama3", "yarn")
 # Largest tied embedding that also gets a transposed copy for the output projection.
 LM_HEAD_COPY_BYTES = 64 * 2**20
 _LAYER_NAME = re.compile(r"^(?:model\.)?layers\.(\d+)\.(.+)$")
@@ -48,10 +46,10 @@ class LeanCausalLM:
                 f"the built-in engine supports {', '.join(SUPPORTED_MODEL_TYPES)} models, "
                 f"not {config.model_type!r}"
             )
-        rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
-        rope_type = rope.get("rope_type", rope.get("type", "default"))
-        if rope_type not in STATIC_ROPE_TYPES:
-            raise NotImplementedError(f"the built-in engine does not support {rope_type!r} rotary embeddings")
+        if rope_type(config) not in STATIC_ROPE_TYPES:
+            raise NotImplementedError(
+                f"the built-in engine does not support {rope_type(config)!r} rotary embeddings"
+            )
         self.config = config
         self.n_heads = config.num_attention_heads
         self.n_kv = config.num_key_value_heads or self.n_heads
@@ -69,8 +67,7 @@ class LeanCausalLM:
         if first.mlp.gate_proj.bias is not None:
             raise NotImplementedError("MLP biases are not supported by the built-in engine")
         d = self.head_dim
-        # Interleaved pair (2i, 2i+1) takes Hugging Face's rows (i, i + d/2) of every head.
-        self.pair_perm = torch.stack([torch.arange(d // 2), torch.arange(d // 2) + d // 2], 1).flatten()
+        self.pair_perm = pair_order(d)
         self.scale = d**-0.5
         self._allocate()
         for name, tensor in hf_model.state_dict().items():
@@ -81,7 +78,6 @@ class LeanCausalLM:
         self.inv_freq = rotary.inv_freq.float().clone()
         self.rope_scaling = float(getattr(rotary, "attention_scaling", 1.0))
         self.freqs: torch.Tensor | None = None
-        self.rotation: torch.Tensor | None = None
         self.k_cache: list[torch.Tensor] = []
         self.v_cache: list[torch.Tensor] = []
         # Float32 decode steps on one thread (each data-parallel process has one) run on the single-threaded
@@ -227,7 +223,6 @@ class LeanCausalLM:
         if self.freqs is None or self.freqs.shape[0] < max_len:
             angles = torch.outer(torch.arange(max_len, dtype=torch.float32), self.inv_freq)
             self.freqs = torch.polar(torch.full_like(angles, self.rope_scaling), angles)
-            self.rotation = torch.view_as_real(self.freqs).contiguous()  # (cos, sin) pairs for the kernels
 
     def release_cache(self) -> None:
         self.k_cache, self.v_cache = [], []
@@ -368,7 +363,8 @@ class LeanCausalLM:
 
     def _decode_fused(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """`decode` with engines/kernels.py doing the norms, rotation, cache writes and attention."""
-        n_q, n_kv, at, rotation = self.n_heads, self.n_kv, positions.numpy(), self.rotation.numpy()
+        n_q, n_kv, at = self.n_heads, self.n_kv, positions.numpy()
+        rotation = torch.view_as_real(self.freqs).numpy()  # (cos, sin) per position and pair: a view, no copy
         if self._scores is None or self._scores.shape[1] < self.k_cache[0].shape[2]:
             self._scores = np.empty((n_q // n_kv, self.k_cache[0].shape[2]), dtype=np.float32)
         for i, layer in enumerate(self.layers):
