@@ -24,7 +24,7 @@ def test_greedy_equals_hugging_face_generate(engine, prompts, hf_greedy) -> None
     for prompt, out in zip(prompts, outputs, strict=True):
         assert out.token_ids == hf_greedy(prompt, GREEDY.max_tokens)
         assert out.finish_reason == "length"
-    assert (engine.model._scores is not None) == engine.model.fused_kernels  # the attention kernel ran, or not
+    assert (engine.model._attention is not None) == engine.model.fused_kernels  # the attention kernel ran, or not
 
 
 def test_batched_equals_unbatched(engine, prompts) -> None:

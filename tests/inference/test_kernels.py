@@ -67,24 +67,6 @@ def test_rotate_and_store_rotates_q_and_k_and_fills_only_the_new_cache_rows() ->
     assert not v_cache.abs().sum(dim=(1, 3))[~written].any()
 
 
-@pytest.mark.parametrize(("n_q", "n_kv"), [(4, 4), (4, 2), (6, 2)])
-def test_attend_matches_masked_sdpa_with_a_length_per_row(n_q: int, n_kv: int) -> None:
-    n, d, max_len = 4, 16, 40
-    qkv = torch.randn(n, (n_q + 2 * n_kv) * d)
-    k_cache, v_cache = torch.randn(n, n_kv, max_len, d) * 2, torch.randn(n, n_kv, max_len, d)
-    positions = torch.tensor([0, 7, 39, 18])  # a row at its first token, one at the end of its slot
-    out = torch.full((n, n_q * d), float("nan"))
-    scores = np.empty((n_q // n_kv, max_len), dtype=np.float32)
-    kernels.attend(qkv.numpy(), k_cache.numpy(), v_cache.numpy(), positions.numpy(), n_q, scores, out.numpy())
-    hidden = torch.arange(max_len) > positions.view(n, 1, 1, 1)
-    expected = F.scaled_dot_product_attention(
-        qkv[:, : n_q * d].view(n, n_kv, n_q // n_kv, d), k_cache, v_cache,
-        attn_mask=torch.zeros(n, 1, 1, max_len).masked_fill(hidden, -torch.inf), scale=1.0,
-    ).reshape(n, -1)
-    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
-    assert torch.equal(out[0], v_cache[0, :, 0].repeat_interleave(n_q // n_kv, dim=0).flatten())  # one key
-
-
 def torch_inverse_cdf(logits: torch.Tensor, temperature: float, uniforms: torch.Tensor) -> torch.Tensor:
     cdf = torch.softmax(logits / temperature, dim=1).double().cumsum(dim=1)
     return torch.searchsorted(cdf, uniforms.unsqueeze(1) * cdf[:, -1:], right=True).squeeze(1)

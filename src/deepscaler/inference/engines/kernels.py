@@ -4,9 +4,9 @@ A decode step on a small model is a few large matmuls and a long tail of short o
 middle of a step, between matmuls that fill the caches, each short PyTorch operator costs several
 microseconds of dispatch and cache misses whatever its size (RMSNorm alone is seven of them). These
 kernels each do in one call what PyTorch does in several: RMSNorm; SiLU(gate) * up; the rotary
-rotation of q and k with the new keys and values written into the KV cache; decode attention over
-each sequence's own cache slot (no mask to build); and inverse-CDF sampling of a batch of logits.
-The matmuls stay in PyTorch (MKL is near this CPU's peak there).
+rotation of q and k with the new keys and values written into the KV cache; and inverse-CDF sampling
+of a batch of logits. The matmuls stay in PyTorch (MKL is near this CPU's peak there); attention,
+which Numba's auto-vectorised loops left far from the memory bound, is LLVM IR (attention.py).
 
 The kernels take NumPy views of torch tensors (zero copy) and write their results in place. They are
 compiled on first use and cached on disk, so later processes load them in milliseconds.
@@ -27,6 +27,8 @@ from numba.extending import intrinsic
 _FAST_MATH = {"nsz", "arcp", "contract", "reassoc"}
 _LANES = 16  # running maxima kept while a row's maximum is found (one AVX-512 register)
 _BLOCK = 64  # tokens summed at once while sampling walks the distribution
+# exp(r) = 1 + r + r^2 * (this polynomial in r, highest power first) on [-ln2/2, ln2/2]: Cephes' expf
+EXP_POLYNOMIAL = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
 
 
 def _kernel(function):
@@ -62,9 +64,9 @@ def _exp(x):
     n = np.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))
     # ln 2 in two parts, so that n * ln 2 is exact enough for |n| up to 127
     r = x - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
-    p = np.float32(1.9875691500e-4) * r + np.float32(1.3981999507e-3)
-    p = (((p * r + np.float32(8.3334519073e-3)) * r + np.float32(4.1665795894e-2)) * r
-         + np.float32(1.6666665459e-1)) * r + np.float32(5.0000001201e-1)
+    c0, c1, c2, c3, c4, c5 = EXP_POLYNOMIAL
+    p = np.float32(c0) * r + np.float32(c1)
+    p = (((p * r + np.float32(c2)) * r + np.float32(c3)) * r + np.float32(c4)) * r + np.float32(c5)
     p = p * (r * r) + r + np.float32(1.0)
     return p * _float_from_bits(np.int32(n + 127) << np.int32(23))
 
@@ -137,47 +139,6 @@ def rotate_and_store(qkv, rotation, positions, k_cache, v_cache, n_q, n_kv):
             for j in range(d):
                 k_row[j] = keys[j]
                 v_row[j] = values[j]
-
-
-@_kernel
-def attend(qkv, k_cache, v_cache, positions, n_q, scores, out):
-    """Attention of each row's query heads over its cache slot, positions 0..positions[i] inclusive.
-
-    qkv [n, >= n_q * d] starts with the (rotated, pre-scaled) query heads; caches [slots, n_kv, max_len, d];
-    row i reads slot i. scores: scratch [n_q / n_kv, max_len]. out [n, n_q * d] receives the result.
-    """
-    n_kv, d = k_cache.shape[1], k_cache.shape[3]
-    group = n_q // n_kv
-    lanes = np.empty(_LANES, dtype=np.float32)
-    for i in range(qkv.shape[0]):
-        span = positions[i] + 1
-        for head in range(n_kv):
-            keys, values = k_cache[i, head], v_cache[i, head]
-            first = head * group * d  # the group's query heads share this key/value head
-            for t in range(span):
-                key = keys[t]
-                for c in range(group):
-                    query = qkv[i, first + c * d : first + (c + 1) * d]
-                    dot = np.float32(0.0)
-                    for j in range(d):
-                        dot += query[j] * key[j]
-                    scores[c, t] = dot
-            for c in range(group):
-                weights = scores[c, :span]
-                top = _row_max(weights, lanes)
-                total = np.float32(0.0)
-                for t in range(span):
-                    weights[t] = _exp(weights[t] - top)
-                    total += weights[t]
-                result = out[i, first + c * d : first + (c + 1) * d]
-                result[:] = 0.0
-                for t in range(span):
-                    value, weight = values[t], weights[t]
-                    for j in range(d):
-                        result[j] += weight * value[j]
-                inverse = np.float32(1.0) / total
-                for j in range(d):
-                    result[j] *= inverse
 
 
 @_kernel

@@ -12,7 +12,8 @@ which the same permutation on both sides leaves unchanged, so logits match Huggi
 Prefill stops the last layer at its keys and values for all positions: attention, output projection and
 MLP run for each prompt's last position only, the one whose logits are needed.
 A float32 decode step on one thread goes further: the norms, SiLU x up, the rotation with its cache
-writes, and the attention are Numba kernels (kernels.py), leaving PyTorch only the matmuls.
+writes are Numba kernels (kernels.py) and the attention is compiled LLVM IR (attention.py), leaving
+PyTorch only the matmuls.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from deepscaler.inference.architectures import STATIC_ROPE_TYPES, SUPPORTED_MODEL_TYPES, pair_order, rope_type
-from deepscaler.inference.engines import kernels
+from deepscaler.inference.engines import attention, kernels
 
 # Largest tied embedding that also gets a transposed copy for the output projection.
 LM_HEAD_COPY_BYTES = 64 * 2**20
@@ -81,9 +81,10 @@ class LeanCausalLM:
         self.k_cache: list[torch.Tensor] = []
         self.v_cache: list[torch.Tensor] = []
         # Float32 decode steps on one thread (each data-parallel process has one) run on the single-threaded
-        # kernels of engines/kernels.py; with more threads, PyTorch's multi-threaded operators. False: never.
-        self.fused_kernels = self.dtype == torch.float32
-        self._scores: np.ndarray | None = None  # the attention kernel's scratch
+        # kernels of engines/kernels.py and attention.py; with more threads, PyTorch's multi-threaded
+        # operators. False: never.
+        self.fused_kernels = self.dtype == torch.float32 and attention.supports(d)
+        self._attention: attention.DecodeAttention | None = None  # compiled on the first fused step
 
     def _allocate(self) -> None:
         H, d, n_q, n_kv, inter = self.hidden, self.head_dim, self.n_heads, self.n_kv, self.inter
@@ -362,17 +363,17 @@ class LeanCausalLM:
         return self.logits(x)
 
     def _decode_fused(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """`decode` with engines/kernels.py doing the norms, rotation, cache writes and attention."""
+        """`decode` with kernels.py doing the norms and rotation with cache writes, attention.py the attention."""
         n_q, n_kv, at = self.n_heads, self.n_kv, positions.numpy()
         rotation = torch.view_as_real(self.freqs).numpy()  # (cos, sin) per position and pair: a view, no copy
-        if self._scores is None or self._scores.shape[1] < self.k_cache[0].shape[2]:
-            self._scores = np.empty((n_q // n_kv, self.k_cache[0].shape[2]), dtype=np.float32)
+        if self._attention is None:
+            self._attention = attention.DecodeAttention(self.head_dim, n_q, n_kv)
         for i, layer in enumerate(self.layers):
             qkv = self._qkv(layer, self._fused_norm(x, layer["ln1"]))
-            k_cache, v_cache = self.k_cache[i].numpy(), self.v_cache[i].numpy()
-            kernels.rotate_and_store(qkv.numpy(), rotation, at, k_cache, v_cache, n_q, n_kv)
+            kernels.rotate_and_store(qkv.numpy(), rotation, at, self.k_cache[i].numpy(), self.v_cache[i].numpy(),
+                                     n_q, n_kv)
             attn = torch.empty(x.shape[0], n_q * self.head_dim)
-            kernels.attend(qkv.numpy(), k_cache, v_cache, at, n_q, self._scores, attn.numpy())
+            self._attention(qkv, self.k_cache[i], self.v_cache[i], positions, attn)
             x = self._mlp_and_out(layer, x, attn, fused=True)
         return self.logits(x, fused=True)
 
