@@ -19,7 +19,9 @@ def masked_sdpa(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     ).reshape(n, -1)
 
 
-@pytest.mark.parametrize(("d", "n_q", "n_kv"), [(16, 4, 4), (16, 4, 2), (16, 6, 2), (64, 4, 2), (128, 2, 1)])
+# (d, n_q, n_kv): plain multi-head; groups of 2 and 3; the tiny preset's layout; DeepScaleR-1.5B's (128, 12, 2)
+@pytest.mark.parametrize(("d", "n_q", "n_kv"), [(16, 4, 4), (16, 4, 2), (16, 6, 2), (64, 4, 2), (128, 2, 1),
+                                                (128, 12, 2)])
 def test_attention_matches_masked_sdpa_with_a_length_per_row(d: int, n_q: int, n_kv: int) -> None:
     n, max_len = 5, 37  # a length that is not a whole number of vectors
     torch.manual_seed(d + n_q)

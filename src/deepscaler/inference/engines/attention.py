@@ -144,15 +144,15 @@ def build(head_dim: int, group: int, n_kv: int) -> ir.Module:
     tops = [e.variable(_F32) for _ in range(group)]
     totals = [e.variable(_VECTOR) for _ in range(group)]
     sums = [[e.variable(_VECTOR) for _ in parts] for _ in range(group)]
+    lane = ir.Constant(_LANE_IDS, list(range(LANES)))
     with e.loop(i64(0), rows) as row:
         span = b.add(b.load(b.gep(positions, [row])), i64(1))
-        query_row = b.gep(qkv, [b.mul(row, qkv_stride)])
-        out_row = b.gep(out, [b.mul(row, out_stride)])
-        for kv_head in range(n_kv):
-            slot = b.add(b.mul(row, slot_stride), b.mul(i64(kv_head), head_stride))
+        with e.loop(i64(0), i64(n_kv)) as kv_head:
+            slot = b.add(b.mul(row, slot_stride), b.mul(kv_head, head_stride))
             keys, values = b.gep(k_cache, [slot]), b.gep(v_cache, [slot])
-            heads = [kv_head * group + c for c in range(group)]  # the query heads sharing this kv head
-            queries = [[e.load(query_row, i64(h * d + p * LANES)) for p in parts] for h in heads]
+            # the group's query heads, which share this kv head, and where their outputs go
+            first = b.add(b.mul(row, qkv_stride), b.mul(kv_head, i64(group * d)))
+            queries = [[e.load(qkv, b.add(first, i64(c * d + p * LANES))) for p in parts] for c in range(group)]
             weights = [b.gep(scores, [b.mul(i64(c), scores_stride)]) for c in range(group)]
             for top in tops:
                 b.store(ir.Constant(_F32, float("-inf")), top)
@@ -167,7 +167,6 @@ def build(head_dim: int, group: int, n_kv: int) -> ir.Module:
                     score = e.sum(products)
                     b.store(score, b.gep(weight_row, [t]))
                     b.store(e.call("llvm.maxnum.f32", b.load(top), score), top)
-            lane = ir.Constant(_LANE_IDS, list(range(LANES)))
             for weight_row, top, total in zip(weights, tops, totals):  # softmax numerators and their sum
                 b.store(e.splat(0.0), total)
                 top = e.broadcast(b.load(top))
@@ -188,10 +187,11 @@ def build(head_dim: int, group: int, n_kv: int) -> ir.Module:
                     weight = e.broadcast(b.load(b.gep(weight_row, [t])))
                     for p, s in zip(parts, head_sums):
                         b.store(b.call(fma, [weight, value[p], b.load(s)]), s)
-            for h, total, head_sums in zip(heads, totals, sums):
+            first = b.add(b.mul(row, out_stride), b.mul(kv_head, i64(group * d)))
+            for c, (total, head_sums) in enumerate(zip(totals, sums)):
                 inverse = e.broadcast(b.fdiv(ir.Constant(_F32, 1.0), e.sum(b.load(total))))
                 for p, s in zip(parts, head_sums):
-                    e.store(b.fmul(b.load(s), inverse), out_row, i64(h * d + p * LANES))
+                    e.store(b.fmul(b.load(s), inverse), out, b.add(first, i64(c * d + p * LANES)))
     b.ret_void()
     return module
 
