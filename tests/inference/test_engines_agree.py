@@ -1,5 +1,6 @@
 """vLLM (CPU build) and the built-in engine give the same greedy tokens on the same weights, before and
-after both receive the same update_weights."""
+after both receive the same update_weights: the built-in engine on PyTorch operators (two threads) and on
+its fused float32 kernels (one thread: Numba kernels and the compiled attention)."""
 
 import pytest
 import torch
@@ -12,7 +13,8 @@ pytest.importorskip("vllm", reason="vLLM is not installed (pip install 'deepscal
 def test_greedy_tokens_agree_before_and_after_update(tiny_model_dir, hf_model):
     prompts = [{"prompt_token_ids": ids} for ids in ([5, 60, 7, 81, 9], [100, 3, 44], [17] * 12)]
     greedy = SamplingParams(temperature=0, max_tokens=24, ignore_eos=True)
-    builtin = LLM(model=str(tiny_model_dir), engine="builtin")
+    builtin = LLM(model=str(tiny_model_dir), engine="builtin", num_threads=2)
+    fused = LLM(model=str(tiny_model_dir), engine="builtin", num_threads=1)
     vllm_llm = LLM(model=str(tiny_model_dir), engine="vllm")
     try:
         def tokens(llm):
@@ -20,14 +22,17 @@ def test_greedy_tokens_agree_before_and_after_update(tiny_model_dir, hf_model):
 
         before = tokens(builtin)
         assert tokens(vllm_llm) == before
+        assert tokens(fused) == before
+        assert fused.engine.model._attention is not None  # it decoded on the fused kernels
         generator = torch.Generator().manual_seed(0)
         updated = {name: value + 0.05 * torch.randn(value.shape, generator=generator)
                    for name, value in hf_model.state_dict().items()}
-        builtin.update_weights(updated)
-        vllm_llm.update_weights(updated)
+        for llm in (builtin, fused, vllm_llm):
+            llm.update_weights(updated)
         after = tokens(builtin)
         assert after != before
         assert tokens(vllm_llm) == after
+        assert tokens(fused) == after
     finally:
-        builtin.close()
-        vllm_llm.close()
+        for llm in (builtin, fused, vllm_llm):
+            llm.close()
