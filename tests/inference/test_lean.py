@@ -38,7 +38,8 @@ def check_against_hf(
     width = max(map(len, prompts))
     tokens = torch.tensor([p + [0] * (width - len(p)) for p in prompts])
     rows = torch.arange(len(prompts))
-    logits = lean.prefill(tokens, torch.tensor([len(p) for p in prompts]), rows, rows)
+    with one_thread():  # the fused kernels (norms, SiLU x up) run on one thread only
+        logits = lean.prefill(tokens, torch.tensor([len(p) for p in prompts]), rows, rows)
     sequences = [list(p) for p in prompts]
     positions = torch.tensor([len(p) for p in prompts])
     for step in range(steps + 1):
@@ -51,7 +52,7 @@ def check_against_hf(
         chosen = logits.argmax(dim=1)
         for seq, token in zip(sequences, chosen.tolist(), strict=True):
             seq.append(token)
-        with one_thread():  # the fused kernels run on one thread only
+        with one_thread():
             logits = lean.decode(chosen, positions, int(positions.max()) + 1)
         positions += 1
     assert (lean._attention is not None) == fused  # the attention kernel was compiled: the fused path ran

@@ -13,7 +13,7 @@ Prefill stops the last layer at its keys and values for all positions: attention
 MLP run for each prompt's last position only, the one whose logits are needed.
 A float32 decode step on one thread goes further: the norms, SiLU x up, the rotation with its cache
 writes are Numba kernels (kernels.py) and the attention is compiled LLVM IR (attention.py), leaving
-PyTorch only the matmuls.
+PyTorch only the matmuls. A float32 prefill on one thread uses the norm and SiLU x up kernels.
 """
 
 from __future__ import annotations
@@ -270,6 +270,9 @@ class LeanCausalLM:
             qk[:, n_q:] = self._norm(qk[:, n_q:], layer["k_norm"])
         return qkv
 
+    def _kernels_apply(self) -> bool:
+        return self.fused_kernels and torch.get_num_threads() == 1  # the kernels are single-threaded
+
     def _mlp_and_out(self, layer: dict, x: torch.Tensor, attn: torch.Tensor, fused: bool = False) -> torch.Tensor:
         """Output projection and MLP, each with its residual, for rows x [tokens, hidden]."""
         x = torch.addmm(x, attn, layer["o"])
@@ -303,10 +306,12 @@ class LeanCausalLM:
         """
         k_rows, T = tokens.shape
         n_q, n_kv, d = self.n_heads, self.n_kv, self.head_dim
+        fused = self._kernels_apply()  # for the norms and SiLU x up; attention stays sdpa
+        norm = self._fused_norm if fused else self._norm
         x = F.embedding(tokens.flatten(), self.embed)
         freqs = self.freqs[:T].unsqueeze(1)  # broadcast over prompts and heads
         for i, layer in enumerate(self.layers):
-            h = self._norm(x, layer["ln1"])
+            h = norm(x, layer["ln1"])
             qkv = self._project_qkv(layer, h).view(k_rows, T, n_q + 2 * n_kv, d)
             if self.qk_norm:
                 qkv[:, :, :n_q] = self._norm(qkv[:, :, :n_q], layer["q_norm"])
@@ -319,7 +324,7 @@ class LeanCausalLM:
                 break
             # Right padding needs no mask beyond causality: a real query never sees a later pad key.
             attn = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0, enable_gqa=True)
-            x = self._mlp_and_out(layer, x, attn.transpose(1, 2).reshape(k_rows * T, -1))
+            x = self._mlp_and_out(layer, x, attn.transpose(1, 2).reshape(k_rows * T, -1), fused)
         # Past the last layer's keys and values only each prompt's last position matters: its query
         # attends to the prompt's keys, and the output projection and MLP run on k rows, not k * T.
         last = torch.arange(k_rows), lengths - 1
@@ -328,8 +333,8 @@ class LeanCausalLM:
         hidden_keys = torch.arange(T) >= lengths.view(k_rows, 1, 1, 1)
         bias = torch.zeros(k_rows, 1, 1, T, dtype=self.dtype).masked_fill_(hidden_keys, -torch.inf)
         attn = F.scaled_dot_product_attention(q_last, k, v, attn_mask=bias, scale=1.0).view(k_rows, -1)
-        x = self._mlp_and_out(layer, x.view(k_rows, T, -1)[last], attn)
-        return self.logits(x)
+        x = self._mlp_and_out(layer, x.view(k_rows, T, -1)[last], attn, fused)
+        return self.logits(x, fused)
 
     @torch.inference_mode()
     def decode(self, tokens: torch.Tensor, positions: torch.Tensor, span: int) -> torch.Tensor:
@@ -340,7 +345,7 @@ class LeanCausalLM:
         n = tokens.shape[0]
         n_q, n_kv, d, group = self.n_heads, self.n_kv, self.head_dim, self.n_heads // self.n_kv
         x = F.embedding(tokens, self.embed)
-        if self.fused_kernels and torch.get_num_threads() == 1:  # the kernels are single-threaded
+        if self._kernels_apply():
             return self._decode_fused(x, positions)
         freqs = self.freqs[positions].unsqueeze(1)
         hidden_keys = torch.arange(span) > positions.view(n, 1, 1, 1)
