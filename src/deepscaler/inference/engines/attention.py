@@ -222,7 +222,8 @@ class DecodeAttention:
 
     Call with qkv [n, >= n_q * d] starting with the (rotated, pre-scaled) query heads, float32 caches
     [slots, n_kv, max_len, d] (contiguous), positions [n] int64 (row i attends to positions
-    0..positions[i] of slot i) and out [n, n_q * d]; all on the CPU. Needs head_dim % 16 == 0.
+    0..positions[i] of slot i; each below max_len, which is not checked) and out [n, n_q * d]; all on
+    the CPU. Needs head_dim % 16 == 0.
     """
 
     def __init__(self, head_dim: int, n_q: int, n_kv: int) -> None:

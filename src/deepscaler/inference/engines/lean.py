@@ -80,9 +80,9 @@ class LeanCausalLM:
         self.freqs: torch.Tensor | None = None
         self.k_cache: list[torch.Tensor] = []
         self.v_cache: list[torch.Tensor] = []
-        # Float32 decode steps on one thread (each data-parallel process has one) run on the single-threaded
-        # kernels of engines/kernels.py and attention.py; with more threads, PyTorch's multi-threaded
-        # operators. False: never.
+        # Float32 steps on one thread (each data-parallel process has one) run on the single-threaded kernels
+        # of engines/kernels.py and attention.py (decode: all of them; prefill: norms and SiLU x up); with more
+        # threads, or a head size the attention kernel does not take, PyTorch's operators. False: never.
         self.fused_kernels = self.dtype == torch.float32 and attention.supports(d)
         self._attention: attention.DecodeAttention | None = None  # compiled on the first fused step
 
