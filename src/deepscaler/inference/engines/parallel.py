@@ -6,7 +6,7 @@ there (the thread tuner has then measured two-thread steps slower than one-threa
 each decoding half the batch on one thread, wait for nothing until the end of the call, and one thread
 is what the fused decode kernels (kernels.py, attention.py) run on. Measured on 2 cores
 (bench/bench_inference.py): 1.01x to 1.33x a single process without those kernels, 1.23x to 1.31x with
-the Numba ones, 1.37x to 1.73x with the compiled attention (runs on a host whose speed varies).
+the Numba ones, 1.37x to 1.84x with the compiled attention (runs on a host whose speed varies).
 Threads would share the GIL, which the step's Python overhead holds.
 
 A worker is `python -m deepscaler.inference.engines.parallel`, a built-in engine of its own on the same
