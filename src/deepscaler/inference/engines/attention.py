@@ -51,6 +51,7 @@ class _Emitter:
         return module.globals.get(name) or ir.Function(module, ir.FunctionType(result, args), name)
 
     def call(self, name: str, *args: ir.Value) -> ir.Value:
+        """Call an intrinsic whose result has its first argument's type (maxnum, minnum, floor)."""
         return self.b.call(self.intrinsic(name, args[0].type, *(a.type for a in args)), args)
 
     @staticmethod
