@@ -232,14 +232,14 @@ class DecodeAttention:
             raise ValueError(f"head size {head_dim} is not a multiple of {LANES}")
         self.group = n_q // n_kv
         self._engine, self._attend = _compile(head_dim, self.group, n_kv)
-        self.scores = torch.empty(0)  # scratch: [group, max_len rounded up to whole vectors]
+        self.scores = torch.empty(0, dtype=torch.float32)  # scratch: [group, max_len rounded up to whole vectors]
 
     def __call__(self, qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                  positions: torch.Tensor, out: torch.Tensor) -> None:
         _, n_kv, max_len, d = k_cache.shape
         padded = -(-max_len // LANES) * LANES
         if self.scores.shape[-1] < padded:
-            self.scores = torch.empty(self.group, padded)
+            self.scores = torch.empty(self.group, padded, dtype=torch.float32)
         self._attend(qkv.data_ptr(), qkv.stride(0), k_cache.data_ptr(), v_cache.data_ptr(),
                      n_kv * max_len * d, max_len * d, positions.data_ptr(), qkv.shape[0],
                      self.scores.data_ptr(), self.scores.shape[1], out.data_ptr(), out.stride(0))

@@ -280,7 +280,7 @@ class LeanCausalLM:
             x += layer["o_b"]
         if fused:
             gate_up = torch.mm(self._fused_norm(x, layer["ln2"]), layer["gate_up"])
-            act = torch.empty(x.shape[0], self.inter)
+            act = torch.empty(x.shape[0], self.inter, dtype=x.dtype)
             kernels.silu_and_multiply(gate_up.numpy(), act.numpy())
         else:
             gate_up = torch.mm(self._norm(x, layer["ln2"]), layer["gate_up"])
@@ -377,7 +377,7 @@ class LeanCausalLM:
             qkv = self._qkv(layer, self._fused_norm(x, layer["ln1"]))
             kernels.rotate_and_store(qkv.numpy(), rotation, at, self.k_cache[i].numpy(), self.v_cache[i].numpy(),
                                      n_q, n_kv)
-            attn = torch.empty(x.shape[0], n_q * self.head_dim)
+            attn = torch.empty(x.shape[0], n_q * self.head_dim, dtype=x.dtype)
             self._attention(qkv, self.k_cache[i], self.v_cache[i], positions, attn)
             x = self._mlp_and_out(layer, x, attn, fused=True)
         return self.logits(x, fused=True)
