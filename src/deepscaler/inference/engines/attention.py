@@ -4,9 +4,9 @@ A decode step's attention reads each sequence's whole cache slot for one query t
 keys and values per (position, kv head) at head size 64, every step, so it should run at the speed
 memory delivers the cache. Written in Numba, LLVM's auto-vectoriser kept the output accumulators in
 memory (it cannot prove they do not alias the cache) and reduced each dot product on its own, which
-made the kernel compute-bound at about twice the memory floor. Here the vectors are explicit: the
-query heads and output accumulators of a kv head live in registers as <16 x float> values, and the
-head size, group size and head count are constants of the compiled code.
+made the kernel compute-bound at about 1.5 times the memory floor (one-off timing). Here the vectors
+are explicit: the query heads and output accumulators of a kv head live in registers as <16 x float>
+values, and the head size, group size and head count are constants of the compiled code.
 
 Per (row, kv head) the kernel makes three passes, each a stream: scores q . k for every position with
 the running maximum; exp(score - max) 16 positions at a time (the same polynomial as kernels._exp),

@@ -46,10 +46,8 @@ class LeanCausalLM:
                 f"the built-in engine supports {', '.join(SUPPORTED_MODEL_TYPES)} models, "
                 f"not {config.model_type!r}"
             )
-        if rope_type(config) not in STATIC_ROPE_TYPES:
-            raise NotImplementedError(
-                f"the built-in engine does not support {rope_type(config)!r} rotary embeddings"
-            )
+        if (rope := rope_type(config)) not in STATIC_ROPE_TYPES:
+            raise NotImplementedError(f"the built-in engine does not support {rope!r} rotary embeddings")
         self.config = config
         self.n_heads = config.num_attention_heads
         self.n_kv = config.num_key_value_heads or self.n_heads
@@ -250,20 +248,16 @@ class LeanCausalLM:
         return F.rms_norm(x, (x.shape[-1],), weight, self.eps)
 
     def _fused_norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """RMSNorm of contiguous float32 rows [n, hidden] in one kernel call (decode steps)."""
+        """RMSNorm of contiguous float32 rows [n, hidden] in one kernel call (single-threaded float32 steps)."""
         out = torch.empty_like(x)
         kernels.rms_norm(x.numpy(), weight.numpy(), self.eps, out.numpy())
         return out
-
-    @staticmethod
-    def _project_qkv(layer: dict, h: torch.Tensor) -> torch.Tensor:
-        return torch.mm(h, layer["qkv"]) if layer["qkv_b"] is None else torch.addmm(layer["qkv_b"], h, layer["qkv"])
 
     def _qkv(self, layer: dict, h: torch.Tensor) -> torch.Tensor:
         """Rows of h [tokens, hidden] -> qkv [tokens, (heads + 2 kv heads) * d], q/k-normed if the model
         has those norms, not yet rotated."""
         n_q, n_kv, d = self.n_heads, self.n_kv, self.head_dim
-        qkv = self._project_qkv(layer, h)
+        qkv = torch.mm(h, layer["qkv"]) if layer["qkv_b"] is None else torch.addmm(layer["qkv_b"], h, layer["qkv"])
         if self.qk_norm:
             qk = qkv[:, : (n_q + n_kv) * d].unflatten(-1, (n_q + n_kv, d))
             qk[:, :n_q] = self._norm(qk[:, :n_q], layer["q_norm"])
@@ -312,10 +306,7 @@ class LeanCausalLM:
         freqs = self.freqs[:T].unsqueeze(1)  # broadcast over prompts and heads
         for i, layer in enumerate(self.layers):
             h = norm(x, layer["ln1"])
-            qkv = self._project_qkv(layer, h).view(k_rows, T, n_q + 2 * n_kv, d)
-            if self.qk_norm:
-                qkv[:, :, :n_q] = self._norm(qkv[:, :, :n_q], layer["q_norm"])
-                qkv[:, :, n_q : n_q + n_kv] = self._norm(qkv[:, :, n_q : n_q + n_kv], layer["k_norm"])
+            qkv = self._qkv(layer, h).view(k_rows, T, n_q + 2 * n_kv, d)
             self._rope_(qkv[:, :, : n_q + n_kv], freqs)
             q, k, v = (t.transpose(1, 2) for t in qkv.split([n_q, n_kv, n_kv], dim=2))
             self.k_cache[i][slots, :, :T] = k[rows]
