@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 from deepscaler.inference.engines.attention import DecodeAttention, supports
 
+pytestmark = pytest.mark.plain_install  # also run in `make demo`'s environment
+
 
 def masked_sdpa(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, positions: torch.Tensor,
                 n_q: int) -> torch.Tensor:

@@ -11,6 +11,8 @@ import torch
 from deepscaler.inference.engines.builtin import BuiltinEngine
 from deepscaler.inference.params import SamplingParams
 
+pytestmark = pytest.mark.plain_install  # also run in `make demo`'s environment
+
 GREEDY = SamplingParams(temperature=0, max_tokens=24, ignore_eos=True, logprobs=0)
 
 

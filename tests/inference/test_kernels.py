@@ -10,6 +10,8 @@ import torch.nn.functional as F
 
 from deepscaler.inference.engines import kernels
 
+pytestmark = pytest.mark.plain_install  # also run in `make demo`'s environment
+
 
 @numba.njit
 def _exp_of(values, out):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.plain_install]  # also run in `make demo`'s environment
 
 # The whole recipe with every size cut down: 200 SFT problems, one GRPO step per stage, 6 held-out problems.
 SMALL = [

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from deepscaler.inference.architectures import STATIC_ROPE_TYPES, SUPPORTED_MODEL_TYPES, pair_order, rope_type
-from deepscaler.inference.engines import attention, kernels
+from deepscaler.inference.engines import fused
 
 # Largest tied embedding that also gets a transposed copy for the output projection.
 LM_HEAD_COPY_BYTES = 64 * 2**20
@@ -80,9 +80,10 @@ class LeanCausalLM:
         self.v_cache: list[torch.Tensor] = []
         # Float32 steps on one thread (each data-parallel process has one) run on the single-threaded kernels
         # of engines/kernels.py and attention.py (decode: all of them; prefill: norms and SiLU x up); with more
-        # threads, or a head size the attention kernel does not take, PyTorch's operators. False: never.
-        self.fused_kernels = self.dtype == torch.float32 and attention.supports(d)
-        self._attention: attention.DecodeAttention | None = None  # compiled on the first fused step
+        # threads, a head size the attention kernel does not take, or kernels that cannot be compiled here
+        # (engines/fused.py), PyTorch's operators. False: never.
+        self.fused_kernels = self.dtype == torch.float32
+        self._kernels = self._attention = None  # compiled on the first fused step
 
     def _allocate(self) -> None:
         H, d, n_q, n_kv, inter = self.hidden, self.head_dim, self.n_heads, self.n_kv, self.inter
@@ -250,7 +251,7 @@ class LeanCausalLM:
     def _fused_norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """RMSNorm of contiguous float32 rows [n, hidden] in one kernel call (single-threaded float32 steps)."""
         out = torch.empty_like(x)
-        kernels.rms_norm(x.numpy(), weight.numpy(), self.eps, out.numpy())
+        self._kernels.rms_norm(x.numpy(), weight.numpy(), self.eps, out.numpy())
         return out
 
     def _qkv(self, layer: dict, h: torch.Tensor) -> torch.Tensor:
@@ -265,7 +266,13 @@ class LeanCausalLM:
         return qkv
 
     def _kernels_apply(self) -> bool:
-        return self.fused_kernels and torch.get_num_threads() == 1  # the kernels are single-threaded
+        if not (self.fused_kernels and torch.get_num_threads() == 1):  # the kernels are single-threaded
+            return False
+        if self._attention is None:
+            self._kernels = fused.kernels()
+            self._attention = fused.decode_attention(self.head_dim, self.n_heads, self.n_kv)
+            self.fused_kernels = self._kernels is not None and self._attention is not None
+        return self.fused_kernels
 
     def _mlp_and_out(self, layer: dict, x: torch.Tensor, attn: torch.Tensor, fused: bool = False) -> torch.Tensor:
         """Output projection and MLP, each with its residual, for rows x [tokens, hidden]."""
@@ -275,7 +282,7 @@ class LeanCausalLM:
         if fused:
             gate_up = torch.mm(self._fused_norm(x, layer["ln2"]), layer["gate_up"])
             act = torch.empty(x.shape[0], self.inter, dtype=x.dtype)
-            kernels.silu_and_multiply(gate_up.numpy(), act.numpy())
+            self._kernels.silu_and_multiply(gate_up.numpy(), act.numpy())
         else:
             gate_up = torch.mm(self._norm(x, layer["ln2"]), layer["gate_up"])
             # silu(gate) * up in place, in gate's half of gate_up (a strided view, which addmm reads as is).
@@ -362,11 +369,9 @@ class LeanCausalLM:
         """`decode` with kernels.py doing the norms and rotation with cache writes, attention.py the attention."""
         n_q, n_kv, at = self.n_heads, self.n_kv, positions.numpy()
         rotation = torch.view_as_real(self.freqs).numpy()  # (cos, sin) per position and pair: a view, no copy
-        if self._attention is None:
-            self._attention = attention.DecodeAttention(self.head_dim, n_q, n_kv)
         for i, layer in enumerate(self.layers):
             qkv = self._qkv(layer, self._fused_norm(x, layer["ln1"]))
-            kernels.rotate_and_store(qkv.numpy(), rotation, at, self.k_cache[i].numpy(), self.v_cache[i].numpy(),
+            self._kernels.rotate_and_store(qkv.numpy(), rotation, at, self.k_cache[i].numpy(), self.v_cache[i].numpy(),
                                      n_q, n_kv)
             attn = torch.empty(x.shape[0], n_q * self.head_dim, dtype=x.dtype)
             self._attention(qkv, self.k_cache[i], self.v_cache[i], positions, attn)

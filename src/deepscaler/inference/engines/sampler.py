@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from deepscaler.inference.engines import kernels
+from deepscaler.inference.engines import fused
 from deepscaler.inference.params import SamplingParams
 
 
@@ -45,8 +45,8 @@ class BatchSampler:
         self.top_k = torch.tensor(top_ks) if any(top_ks) else None
         top_ps = [p.top_p for p in params]
         self.top_p = torch.tensor(top_ps).unsqueeze(1) if any(v < 1 for v in top_ps) else None
-        # Without top-k/top-p, a batch is sampled in one kernel call (engines/kernels.py).
-        self.fused = self.top_k is None and self.top_p is None
+        # Without top-k/top-p, a batch is sampled in one kernel call (engines/kernels.py), where it compiles.
+        self._kernels = fused.kernels() if self.top_k is None and self.top_p is None else None
         self.inverse_temperature = np.array([1 / t if t > 0 else 0.0 for t in temps], dtype=np.float32)
         self._scratch: np.ndarray | None = None
 
@@ -82,7 +82,7 @@ class BatchSampler:
         The log-prob is log_softmax(logits / temperature) of the chosen token, before top-k/top-p
         filtering (raw logits for greedy rows): the quantity an RL trainer recomputes.
         """
-        if self.fused and logits.dtype == torch.float32 and logits.is_contiguous():
+        if self._kernels is not None and logits.dtype == torch.float32 and logits.is_contiguous():
             return self._sample_fused(logits)
         if self.all_greedy:
             tokens = logits.argmax(dim=1, keepdim=True)
@@ -110,7 +110,7 @@ class BatchSampler:
             self._scratch = np.empty(logits.shape[1], dtype=np.float32)
         uniforms = np.zeros(self.n) if self.all_greedy else np.array([draw() for draw in self._draws])
         tokens, logprobs = torch.empty(self.n, dtype=torch.long), torch.empty(self.n)
-        kernels.sample_rows(logits.numpy(), self.inverse_temperature, uniforms, self._scratch,
+        self._kernels.sample_rows(logits.numpy(), self.inverse_temperature, uniforms, self._scratch,
                             tokens.numpy(), logprobs.numpy())
         return tokens, logprobs
 
