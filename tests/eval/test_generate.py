@@ -58,3 +58,13 @@ def test_resume_refuses_other_settings(llm, tmp_path):
     run_eval(llm, settings(limit=1, benchmarks=["aime2024"]), tmp_path, model={"name": "tiny"})
     with pytest.raises(EvalError, match="other settings"):
         run_eval(llm, settings(limit=1, benchmarks=["aime2024"], temperature=1.0), tmp_path, model={"name": "tiny"})
+
+
+def test_resume_accepts_the_model_from_another_folder_not_another_commit(llm, tmp_path):
+    once = settings(limit=1, benchmarks=["aime2024"])
+    hub_model = {"name": "tiny", "path": "org/tiny", "commit": "c1", "folder": "/cache-a/snapshots/c1"}
+    run_eval(llm, once, tmp_path, model=hub_model)
+    # The same snapshot under another HF_HOME resumes; another commit of the same id does not.
+    run_eval(llm, once, tmp_path, model={**hub_model, "folder": "/cache-b/snapshots/c1"})
+    with pytest.raises(EvalError, match="other model"):
+        run_eval(llm, once, tmp_path, model={**hub_model, "commit": "c2", "folder": "/cache-b/snapshots/c2"})

@@ -23,6 +23,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# --model and --revision, said the same way by every subcommand that loads a model.
+MODEL_HELP = "a local Hugging Face model folder or a hub id (org/name: downloaded, or from the cache offline)"
+REVISION_HELP = "the hub id's branch, tag or commit hash (default: main)"
+
+
 class UsageError(Exception):
     """Bad input from the user: printed as one line, exit code 2."""
 

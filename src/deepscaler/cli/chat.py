@@ -6,11 +6,12 @@ import argparse
 import inspect
 import sys
 
-from deepscaler.cli import UsageError
+from deepscaler.cli import MODEL_HELP, REVISION_HELP, UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="a local Hugging Face model folder")
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
+    parser.add_argument("--revision", help=REVISION_HELP)
     parser.add_argument("--engine", choices=("auto", "builtin", "vllm"), default="auto")
     parser.add_argument("--temperature", type=float, default=0.6)
     parser.add_argument("--top-p", type=float, default=0.95)
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         params = SamplingParams(temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens)
-        llm = LLM(model=args.model, engine=args.engine)
+        llm = LLM(model=args.model, revision=args.revision, engine=args.engine)
     except (FileNotFoundError, RuntimeError, ValueError, OSError) as error:
         raise UsageError(str(error)) from None
     console = Console(highlight=False)

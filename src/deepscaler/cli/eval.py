@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deepscaler.cli import UsageError
+from deepscaler.cli import MODEL_HELP, REVISION_HELP, UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("what to evaluate (one of)")
-    source.add_argument("--model", help="a local Hugging Face model folder (or a hub id when online)")
+    source.add_argument("--model", help=MODEL_HELP)
     source.add_argument("--endpoint", help="an OpenAI-compatible server's base URL, e.g. http://127.0.0.1:8000/v1")
     source.add_argument("--responses", type=Path, help="JSONL of existing generations (id, response, answer)")
+    parser.add_argument("--revision", help=f"with --model: {REVISION_HELP}")
     parser.add_argument("--served-model-name", help="model name to request from --endpoint (default: its first)")
     parser.add_argument("--engine", choices=("auto", "builtin", "vllm"), default="auto")
     parser.add_argument("--benchmarks", default="aime2024,math500,amc2023,minerva,olympiadbench",
@@ -45,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     chosen = [name for name in ("model", "endpoint", "responses") if getattr(args, name)]
     if len(chosen) != 1:
         raise UsageError("give exactly one of --model, --endpoint, --responses")
+    if args.revision and not args.model:
+        raise UsageError("--revision applies to --model")
     if args.n < 1 or args.max_tokens < 1:
         raise UsageError("--n and --max-tokens must be >= 1")
     settings = EvalSettings(
@@ -80,8 +83,8 @@ def _generate_and_grade(args: argparse.Namespace, settings) -> Path:
             llm = RemoteLLM(args.endpoint, model=args.served_model_name, concurrency=args.concurrency)
             model = {"name": llm.model, "endpoint": args.endpoint, "engine": "remote"}
         else:
-            llm = LLM(model=args.model, engine=args.engine, seed=args.seed)
-            model = {"name": Path(args.model).name, "path": str(args.model), "engine": args.engine}
+            llm = LLM(model=args.model, revision=args.revision, engine=args.engine, seed=args.seed)
+            model = _model_record(args, llm.model_path)
     except (FileNotFoundError, RuntimeError, ValueError, OSError) as error:
         raise UsageError(str(error)) from None
     out = args.out or Path("runs") / f"eval-{model['name']}"
@@ -91,3 +94,14 @@ def _generate_and_grade(args: argparse.Namespace, settings) -> Path:
         except RemoteError as error:
             raise UsageError(str(error)) from None
     return out
+
+
+def _model_record(args: argparse.Namespace, folder: Path) -> dict:
+    """The model as given, and what it resolved to: a hub id's revision and commit, and the folder loaded."""
+    from deepscaler.inference.hub import hub_commit
+
+    record = {"name": Path(args.model).name, "path": str(args.model), "engine": args.engine, "folder": str(folder)}
+    commit = hub_commit(folder)
+    if commit is not None:  # only then: a local folder's record stays as it was, so earlier runs still resume
+        record.update(revision=args.revision, commit=commit)
+    return record

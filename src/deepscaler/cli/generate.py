@@ -15,11 +15,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from deepscaler.cli import UsageError
+from deepscaler.cli import MODEL_HELP, REVISION_HELP, UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="a local Hugging Face model folder")
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
+    parser.add_argument("--revision", help=REVISION_HELP)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--prompt", action="append", help="a prompt (repeat for several)")
     source.add_argument("--file", type=Path, help="JSONL of prompts (see the description)")
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from deepscaler.inference.llm import LLM
 
     try:
-        llm = LLM(model=args.model, engine=args.engine, seed=args.seed or 0)
+        llm = LLM(model=args.model, revision=args.revision, engine=args.engine, seed=args.seed or 0)
     except (FileNotFoundError, ValueError, NotImplementedError, RuntimeError) as error:
         raise UsageError(str(error)) from None
     try:

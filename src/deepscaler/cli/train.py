@@ -46,12 +46,13 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         raise UsageError(str(error)) from None
     if not config.model.path:
-        raise UsageError("model.path is not set (give --config, model.path=DIR, or recipe=tiny)")
+        raise UsageError("model.path is not set (give --config, model.path=FOLDER_OR_HUB_ID, or recipe=tiny)")
+    from deepscaler.inference.hub import ModelNotFoundError
     from deepscaler.trainer.loop import Trainer, TrainingAborted
 
     try:
         trainer = Trainer(config, resume=bool(args.resume), progress=_printer())
-    except ConfigError as error:  # what only start-up finds out, e.g. W&B refusing to start
+    except (ConfigError, ModelNotFoundError) as error:  # what only start-up finds out, e.g. W&B refusing to start
         raise UsageError(str(error)) from None
     try:
         trainer.train()

@@ -108,7 +108,9 @@ def _resume(out_dir: Path, config: dict, n: int, chunks: list[list[tuple[str, Pr
         return []
     if previous.is_file():
         old = json.loads(previous.read_text())
-        changed = [key for key in ("model", "settings", "benchmark_files") if old.get(key) != config[key]]
+        old["model"] = _identity(old.get("model") or {})
+        ours = {**config, "model": _identity(config["model"])}
+        changed = [key for key in ("model", "settings", "benchmark_files") if old.get(key) != ours[key]]
         if changed:
             raise EvalError(f"{out_dir} holds a run with other {', '.join(changed)}: use another --out")
     records = read_records(samples)
@@ -124,3 +126,9 @@ def _resume(out_dir: Path, config: dict, n: int, chunks: list[list[tuple[str, Pr
     write_records(temporary, kept)  # drops a torn last line and half-written chunks
     temporary.replace(samples)
     return kept
+
+
+def _identity(model: dict[str, Any]) -> dict[str, Any]:
+    """What identifies a model across runs: not the folder it was loaded from, which for a hub id is a cache
+    path that may differ between machines or HF_HOME settings (its id, revision and commit do not)."""
+    return {key: value for key, value in model.items() if key != "folder"}

@@ -1,7 +1,7 @@
 """`LLM`: the offline generation facade, with vLLM's calling conventions, over any deepscaler engine.
 
     from deepscaler import LLM, SamplingParams
-    llm = LLM(model="path/to/model")
+    llm = LLM(model="path/to/model")  # or a hub id, e.g. "agentica-org/DeepScaleR-1.5B-Preview"
     outputs = llm.generate("What is 2 + 3?", SamplingParams(temperature=0.8, top_p=0.95, max_tokens=512))
 
 Engines: "builtin" (runs anywhere, see engines/builtin.py), "vllm" (engines/vllm_engine.py, needs the
@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from deepscaler.inference.hub import resolve_model
 from deepscaler.inference.outputs import RequestOutput
 from deepscaler.inference.params import SamplingParams
 
@@ -56,12 +57,14 @@ def create_engine(
 
 
 class LLM:
-    """Generate completions from a local Hugging Face model folder.
+    """Generate completions from a Hugging Face model: a local folder or a hub id.
 
-    model: path to the folder (config.json, weights, tokenizer). engine: "auto", "builtin" or "vllm".
-    dtype: "auto" (the checkpoint's), "float32", "bfloat16". max_model_len: context limit (default: the
-    model's). seed: seeds sampling of requests without their own seed. tokenizer: a path or tokenizer
-    object (default: the model folder's). engine_kwargs go to the engine (e.g. max_num_seqs).
+    model: path to the folder (config.json, weights, tokenizer), or a hub id ("org/name"), downloaded into
+    huggingface_hub's cache or, offline, taken from it (see inference/hub.py). engine: "auto", "builtin" or
+    "vllm". dtype: "auto" (the checkpoint's), "float32", "bfloat16". max_model_len: context limit (default:
+    the model's). seed: seeds sampling of requests without their own seed. tokenizer: a path or tokenizer
+    object (default: the model's). revision: a hub id's branch, tag or commit hash (default: main).
+    engine_kwargs go to the engine (e.g. max_num_seqs). model_path: the local folder the engine loaded.
     """
 
     def __init__(
@@ -72,13 +75,10 @@ class LLM:
         max_model_len: int | None = None,
         seed: int = 0,
         tokenizer: Any = None,
+        revision: str | None = None,
         **engine_kwargs: Any,
     ) -> None:
-        path = Path(model).expanduser()
-        if not path.is_dir():
-            raise FileNotFoundError(f"model folder not found: {str(model)!r}")
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{str(model)!r} is not a model folder (no config.json in it)")
+        path = resolve_model(model, revision)  # before importing transformers: a bad name fails fast
         from transformers import AutoTokenizer
 
         self.tokenizer = tokenizer

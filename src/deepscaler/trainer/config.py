@@ -16,7 +16,10 @@ DEFAULT_PROMPT = "{problem} Let's think step by step and output the final answer
 
 @dataclass
 class ModelConfig:
-    path: str = ""  # a local Hugging Face folder (or hub id when online); empty: the recipe builds one
+    # A local Hugging Face folder or a hub id (org/name: downloaded, or from the cache offline); empty: the recipe
+    # builds one. Under torchrun rank 0 downloads it while the other ranks wait.
+    path: str = ""
+    revision: str | None = None  # a hub id's branch, tag or commit hash (default: main)
     # Compute dtype; parameters and optimizer state stay float32 either way. bfloat16 halves the update's time on a
     # CPU with AMX (bench_grpo_step); float32 is the exact default.
     dtype: Literal["float32", "bfloat16"] = "float32"

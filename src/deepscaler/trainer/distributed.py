@@ -7,6 +7,7 @@ every helper here is a cheap no-op, so the trainer has a single code path.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -78,6 +79,18 @@ def all_gather_objects(value: Any) -> list[Any]:
 def barrier() -> None:
     if world_size() > 1:
         torch_dist.barrier()
+
+
+@contextmanager
+def main_rank_first() -> Iterator[None]:
+    """Run the block on rank 0 first, the other ranks waiting at a barrier, then on them: what rank 0 leaves
+    behind (a download in a shared cache) is there for them. A block running past the process group's timeout
+    (30 minutes on gloo, 10 on NCCL by default) fails the waiting ranks' barrier."""
+    if not is_main():
+        barrier()
+    yield
+    if is_main():
+        barrier()
 
 
 def wrap(model: torch.nn.Module, strategy: str = "ddp") -> torch.nn.Module:

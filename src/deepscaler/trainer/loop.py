@@ -18,6 +18,7 @@ from deepscaler.eval.benchmarks import Problem, load
 from deepscaler.eval.generate import sample_and_grade
 from deepscaler.eval.results import summarize
 from deepscaler.eval.runner import EvalSettings
+from deepscaler.inference.hub import resolve_model
 from deepscaler.reward import RewardScorer
 from deepscaler.trainer import distributed as dist
 from deepscaler.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -47,10 +48,12 @@ class Trainer:
         self.config, self.run_dir, self.progress = config, Path(config.out_dir), progress
         self.on_stage_end = on_stage_end  # called as on_stage_end(trainer, stage) when a stage ends
         torch.manual_seed(config.seed)
-        self.tokenizer = AutoTokenizer.from_pretrained(config.model.path)
+        with dist.main_rank_first():  # rank 0 downloads a hub model into the cache, where the other ranks find it
+            model_dir = resolve_model(config.model.path, config.model.revision)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         # Parameters stay float32 (the optimizer's master copy); model.dtype=bfloat16 computes under autocast.
-        policy = AutoModelForCausalLM.from_pretrained(config.model.path, dtype=torch.float32).to(dist.device())
+        policy = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(dist.device())
         if config.model.gradient_checkpointing:
             policy.gradient_checkpointing_enable()
         self.reference = copy.deepcopy(policy).eval().requires_grad_(False) if config.algorithm.kl_coef else None
@@ -60,7 +63,7 @@ class Trainer:
         builtin = config.rollout.engine == "builtin"
         engine_options = dict(kv_cache_gb=config.rollout.kv_cache_gb, data_parallel=config.rollout.data_parallel)
         engine_options = engine_options if builtin else {}
-        self.llm = LLM(model=config.model.path, engine=config.rollout.engine, seed=config.seed, **engine_options)
+        self.llm = LLM(model=model_dir, engine=config.rollout.engine, seed=config.seed, **engine_options)
         self.scorer = RewardScorer(workers=2).start()  # so no training step pays their start-up
         self.log = (MetricsLog(self.run_dir, config.tensorboard, config.wandb_project, dataclasses.asdict(config))
                     if dist.is_main() else None)
