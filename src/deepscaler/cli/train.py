@@ -10,7 +10,7 @@ from deepscaler.cli import UsageError
 EMBEDDED_HELP = """\
 With no --config, --resume or model.path: the embedded default, the whole recipe in miniature on
 this machine (a tiny Qwen2 model distilled on an imperfect teacher's traces, then three GRPO stages
-with growing budgets, held-out evaluation after each; about 5 minutes on 2 CPU cores). Its GRPO
+with growing budgets, held-out evaluation after each; 5 to 7 minutes on 2 CPU cores). Its GRPO
 settings take KEY=VALUE like any run, its Stage 0 settings stage0.KEY=VALUE, e.g.
   deepscaler train --out runs/demo stage0.sft_problems=12000 stage0.families=[modular,recurrence]
 """
