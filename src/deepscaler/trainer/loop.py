@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ class Trainer:
         from deepscaler.inference import LLM
 
         transformers_logging.disable_progress_bar()  # per-file bars on every load and checkpoint are noise here
-        dist.init_from_env()
+        dist.init_from_env(timedelta(minutes=config.distributed.timeout_minutes))
         self.config, self.run_dir, self.progress = config, Path(config.out_dir), progress
         self.on_stage_end = on_stage_end  # called as on_stage_end(trainer, stage) when a stage ends
         torch.manual_seed(config.seed)
