@@ -22,7 +22,7 @@ from deepscaler.eval.runner import EvalSettings
 from deepscaler.inference.hub import resolve_model
 from deepscaler.reward import RewardScorer
 from deepscaler.trainer import distributed as dist
-from deepscaler.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from deepscaler.trainer.checkpoint import cuda_rng_states, latest_checkpoint, load_checkpoint, save_checkpoint
 from deepscaler.trainer.config import StageConfig, TrainConfig
 from deepscaler.trainer.data import PromptSampler, render_prompts
 from deepscaler.trainer.metrics import MetricsLog
@@ -296,13 +296,14 @@ class Trainer:
 
     def checkpoint(self) -> Path | None:
         folder, weights, optimizer_state = None, None, None
+        cuda_rng = cuda_rng_states()  # a collective, like the gathers below
         if dist.is_sharded(self.policy):  # gathered whole onto rank 0 (collectives: every rank takes part)
             weights = dist.full_state_dict(self.policy, everywhere=False)
             optimizer_state = dist.optimizer_state_dict(self.policy, self.optimizer)
         if dist.is_main():
             folder = save_checkpoint(self.run_dir, self.state["step"], dist.unwrap(self.policy), self.tokenizer,
                                      self.optimizer, self.state, self.reference, self.config.checkpoint.keep_last,
-                                     weights=weights, optimizer_state=optimizer_state)
+                                     weights=weights, optimizer_state=optimizer_state, cuda_rng_states=cuda_rng)
         dist.barrier()
         return folder
 
