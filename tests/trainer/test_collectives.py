@@ -1,6 +1,6 @@
 """The trainer's collectives: every tensor handed to torch.distributed lives on the device the process group
-communicates on (an NCCL group has no CPU backend), and no module but trainer/distributed.py calls
-torch.distributed itself."""
+communicates on (an NCCL group has no CPU backend), no module but trainer/distributed.py calls torch.distributed
+itself, and shares of a list dealt to the ranks come back in order."""
 
 import json
 import re
@@ -77,6 +77,15 @@ def test_no_other_module_calls_torch_distributed():
     assert offenders == []
 
 
+@pytest.mark.parametrize("count", [0, 1, 5, 8])
+@pytest.mark.parametrize("ranks", [1, 2, 3])
+def test_dealt_shares_come_back_in_order(count, ranks):
+    items = [f"problem {index}" for index in range(count)]
+    shares = dist.deal(items, ranks)
+    assert len(shares) == ranks and max(map(len, shares)) - min(map(len, shares)) <= 1
+    assert dist.undeal(shares) == items
+
+
 SCRIPT = """
 import json
 import sys
@@ -90,14 +99,15 @@ from deepscaler.trainer import distributed as dist
 dist.init_from_env(timedelta(minutes=7))
 timeout = torch.distributed.group.WORLD._get_backend(torch.device("cpu")).options._timeout
 summed = dist.all_reduce_sum({"rank": dist.rank() + 1})["rank"]
-Path(sys.argv[1], f"rank_{dist.rank()}.json").write_text(json.dumps([str(timeout), summed]))
+merged = dist.gather_shares([f"done {item}" for item in dist.my_share(list(range(5)))])
+Path(sys.argv[1], f"rank_{dist.rank()}.json").write_text(json.dumps([str(timeout), summed, merged]))
 dist.barrier()
 dist.shutdown()
 """
 
 
 @pytest.mark.slow
-def test_two_ranks_join_with_the_timeout_and_reduce(tmp_path):
+def test_two_ranks_join_with_the_timeout_and_merge_their_shares(tmp_path):
     script = tmp_path / "collectives.py"
     script.write_text(SCRIPT)
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--standalone",
@@ -105,4 +115,4 @@ def test_two_ranks_join_with_the_timeout_and_reduce(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for rank in (0, 1):
         reported = json.loads((tmp_path / f"rank_{rank}.json").read_text())
-        assert reported == ["0:07:00", 3.0]
+        assert reported == ["0:07:00", 3.0, [f"done {item}" for item in range(5)]]

@@ -8,13 +8,15 @@ torch.distributed collective itself: the device its tensors live on is chosen he
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as torch_dist
+
+T = TypeVar("T")
 
 
 def init_from_env(timeout: timedelta | None = None) -> bool:
@@ -99,6 +101,28 @@ def barrier() -> None:
     where = communication_device()
     # NCCL's barrier is an all-reduce on a GPU: name this rank's rather than leave torch to pick one.
     torch_dist.barrier(device_ids=[where.index] if where.type == "cuda" else None)
+
+
+def deal(items: Sequence[T], ranks: int) -> list[list[T]]:
+    """`items` dealt round-robin into `ranks` shares (item i to share i % ranks), which differ by one item at
+    most."""
+    return [list(items[index::ranks]) for index in range(ranks)]
+
+
+def undeal(shares: Sequence[Sequence[T]]) -> list[T]:
+    """The items `deal` dealt into `shares`, back in their original order."""
+    total = sum(len(share) for share in shares)
+    return [shares[index % len(shares)][index // len(shares)] for index in range(total)]
+
+
+def my_share(items: Sequence[T]) -> list[T]:
+    """This rank's share of `items`, as `deal` hands them out."""
+    return deal(items, world_size())[rank()]
+
+
+def gather_shares(share: Sequence[T]) -> list[T]:
+    """Every rank's `my_share` of a list, processed, put back in the list's order on every rank."""
+    return undeal(all_gather_objects(list(share)))
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from deepscaler import config as config_io
 from deepscaler.algorithms import group_advantages, overlong_penalty
 from deepscaler.eval.benchmarks import Problem, load
 from deepscaler.eval.generate import sample_and_grade
-from deepscaler.eval.results import summarize
+from deepscaler.eval.results import SampleRecord, summarize
 from deepscaler.eval.runner import EvalSettings
 from deepscaler.inference.hub import resolve_model
 from deepscaler.reward import RewardScorer
@@ -259,20 +259,22 @@ class Trainer:
         return bool(self.validation) and every > 0 and self.state["step"] % every == 0
 
     def validate(self, stage: StageConfig, label: str = "val") -> dict[str, float]:
-        """pass@1 and pass@k on the held-out problems, through the evaluation code; all ranks get the result."""
+        """pass@1 and pass@k on the held-out problems, through the evaluation code; all ranks get the result.
+
+        Each rank samples and grades its share of the problems. A problem's samples are seeded by the problem
+        alone, so the merged records, and the metrics, are those of one rank validating everything."""
         v = self.config.validation
-        result: dict[str, float] = {}
-        if dist.is_main():
-            settings = EvalSettings(n=v.samples_per_problem, temperature=v.temperature, top_p=v.top_p,
-                                    max_tokens=stage.max_response_tokens, seed=self.config.seed,
-                                    prompt_template=self.config.data.prompt_template,
-                                    system_prompt=self.config.data.system_prompt)
-            problems = self.validation[: v.max_problems] if v.max_problems else self.validation
-            records = sample_and_grade(self.llm, [("val", p) for p in problems], settings, self.scorer)
-            summary = summarize(records)
-            result = {f"{label}/{k}": float(summary[k]) for k in summary
-                      if k.startswith(("pass@", "maj@")) or k in ("truncation_rate", "mean_length")}
-        result = dist.all_gather_objects(result)[0]
+        settings = EvalSettings(n=v.samples_per_problem, temperature=v.temperature, top_p=v.top_p,
+                                max_tokens=stage.max_response_tokens, seed=self.config.seed,
+                                prompt_template=self.config.data.prompt_template,
+                                system_prompt=self.config.data.system_prompt)
+        problems = self.validation[: v.max_problems] if v.max_problems else self.validation
+        share = dist.my_share(problems)
+        records = sample_and_grade(self.llm, [("val", p) for p in share], settings, self.scorer) if share else []
+        merged = dist.gather_shares(_per_problem(records, v.samples_per_problem))
+        summary = summarize(record for problem in merged for record in problem)
+        result = {f"{label}/{k}": float(summary[k]) for k in summary
+                  if k.startswith(("pass@", "maj@")) or k in ("truncation_rate", "mean_length")}
         if label == "val":
             self.state["validation"].append(result["val/pass@1"])
         return result
@@ -312,6 +314,14 @@ class Trainer:
         self.llm.close()
         if self.log is not None:
             self.log.close()
+
+
+def _per_problem(records: list[SampleRecord], n: int) -> list[list[SampleRecord]]:
+    """sample_and_grade's records (n per problem, problem after problem) as one list per problem, ready for
+    gather_shares; without the responses' text, which the metrics do not read and which at long budgets would
+    make the gather heavy."""
+    light = [dataclasses.replace(record, response="") for record in records]
+    return [light[start : start + n] for start in range(0, len(light), n)]
 
 
 def _logprob_gap_sum(samples: list) -> float:
