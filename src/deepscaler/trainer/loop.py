@@ -29,6 +29,7 @@ from deepscaler.trainer.metrics import MetricsLog
 from deepscaler.trainer.rollout import generate_groups, informative_groups, score
 from deepscaler.trainer.sequences import fill_logprobs
 from deepscaler.trainer.stages import stage_should_end
+from deepscaler.trainer.startup import check_prompts_split, check_run_folder
 from deepscaler.trainer.update import update_policy
 
 
@@ -47,6 +48,8 @@ class Trainer:
         transformers_logging.disable_progress_bar()  # per-file bars on every load and checkpoint are noise here
         dist.init_from_env(timedelta(minutes=config.distributed.timeout_minutes))
         self.config, self.run_dir, self.progress = config, Path(config.out_dir), progress
+        check_prompts_split(config, dist.world_size())
+        check_run_folder(self.run_dir)
         self.on_stage_end = on_stage_end  # called as on_stage_end(trainer, stage) when a stage ends
         torch.manual_seed(config.seed)
         with dist.main_rank_first():  # rank 0 downloads a hub model into the cache, where the other ranks find it
