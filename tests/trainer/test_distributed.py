@@ -1,6 +1,8 @@
-"""Two ranks under torchrun (gloo, CPU) end with the weights of one rank on the same global batch."""
+"""Two ranks under torchrun (gloo, CPU) end with the weights of one rank on the same global batch, and validate
+to the same metrics."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -36,3 +38,31 @@ def test_two_ranks_equal_one_rank(tiny_run_inputs, tmp_path):
     assert moved > 1e-4  # training really changed the weights
     for name in one:
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_validation_on_two_ranks_equals_one_rank(tiny_run_inputs, tmp_path):
+    # Validation after step 1, on the weights both runs share: the step cannot move them (a random model earns
+    # no reward, so every advantage is 0; no KL, entropy or weight decay term). The model ends a response at
+    # one token in eight, so lengths and truncation tell apart any two runs that sample different tokens; 7
+    # problems split 4 + 3 over the ranks.
+    model = shutil.copytree(tiny_run_inputs / "model", tmp_path / "model")
+    (model / "generation_config.json").write_text(json.dumps({"eos_token_id": list(range(0, 1024, 8)),
+                                                              "pad_token_id": 0}))
+    extra = [f"model.path={model}", "validation.every_steps=1", "validation.max_problems=7",
+             "algorithm.kl_coef=0", "algorithm.entropy_coef=0", "optim.weight_decay=0"]
+    single = subprocess.run([sys.executable, "-m", "deepscaler.cli", "train",
+                             *train_args(tiny_run_inputs, tmp_path / "one", steps=1, extra=extra)],
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stdout + single.stderr
+    double = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--standalone",
+         "-m", "deepscaler.cli", "train", *train_args(tiny_run_inputs, tmp_path / "two", steps=1, extra=extra)],
+        capture_output=True, text=True, timeout=600)
+    assert double.returncode == 0, double.stdout[-3000:] + double.stderr[-3000:]
+    (one,) = [json.loads(line) for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    (two,) = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert two["world_size"] == 2
+    assert 0 < one["val/truncation_rate"] < 1  # some responses ended early: lengths depend on the tokens
+    validation = {key: value for key, value in one.items() if key.startswith("val/")}
+    assert "val/pass@1" in validation and "val/mean_length" in validation
+    assert {key: two[key] for key in validation} == validation

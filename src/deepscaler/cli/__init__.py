@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except UsageError as error:
-        print(f"deepscaler {args.command}: error: {error}", file=sys.stderr)
+        # One write, line and newline together: ranks under torchrun share the stream, and print's two writes
+        # let their lines run into each other.
+        sys.stderr.write(f"deepscaler {args.command}: error: {error}\n")
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -3,6 +3,9 @@
 A folder holds the policy in Hugging Face format (loadable by transformers, by deepscaler's LLM and by
 vLLM), the reference policy when it differs from the start, the optimizer, RNG states, the data position
 and the stage. `latest` names the newest complete checkpoint; a kill at any moment leaves it valid.
+
+Everything is read onto the CPU and moved from there (the optimizer state to its parameters' devices): rank 0
+writes tensors tagged cuda:0, which, loaded as saved, would all land on each node's first GPU.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any
 
 import torch
 
+from deepscaler.trainer import distributed as dist
+
 LATEST = "latest"
 
 
@@ -27,9 +32,11 @@ def save_checkpoint(
     run_dir: Path, step: int, policy: torch.nn.Module, tokenizer: Any, optimizer: torch.optim.Optimizer,
     state: dict[str, Any], reference: torch.nn.Module | None = None, keep_last: int = 2, *,
     weights: dict[str, torch.Tensor] | None = None, optimizer_state: dict[str, Any] | None = None,
+    cuda_rng_states: list[torch.Tensor] | None = None,
 ) -> Path:
     """Write step `step`'s checkpoint. `weights` and `optimizer_state`, when given, replace the policy's
-    state_dict() and optimizer.state_dict() (a sharded model's, gathered whole beforehand by every rank)."""
+    state_dict() and optimizer.state_dict() (a sharded model's, gathered whole beforehand by every rank);
+    `cuda_rng_states` holds every rank's CUDA generator (see cuda_rng_states())."""
     root = checkpoint_root(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:06d}"
@@ -42,7 +49,10 @@ def save_checkpoint(
 
         save_model(reference, str(partial / "reference.safetensors"))
     torch.save(optimizer.state_dict() if optimizer_state is None else optimizer_state, partial / "optimizer.pt")
-    torch.save({"torch": torch.get_rng_state(), "python": random.getstate()}, partial / "rng.pt")
+    rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if cuda_rng_states is not None:
+        rng["cuda"] = cuda_rng_states
+    torch.save(rng, partial / "rng.pt")
     (partial / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
     _fsync_tree(partial)
     shutil.rmtree(final, ignore_errors=True)
@@ -70,8 +80,6 @@ def load_checkpoint(
     Every rank calls it: an FSDP-sharded policy (and its optimizer) takes its own shards of the saved state."""
     from safetensors.torch import load_file, load_model
 
-    from deepscaler.trainer import distributed as dist
-
     weights = {}
     for path in sorted((folder / "model").glob("*.safetensors")):
         weights.update(load_file(str(path)))
@@ -81,11 +89,29 @@ def load_checkpoint(
         raise RuntimeError(f"{folder}: checkpoint does not match the model ({list(missing)[:3]}, {unexpected[:3]})")
     if reference is not None and (folder / "reference.safetensors").is_file():
         load_model(reference, str(folder / "reference.safetensors"))
-    dist.load_optimizer_state_dict(policy, optimizer, torch.load(folder / "optimizer.pt", weights_only=False))
-    rng = torch.load(folder / "rng.pt", weights_only=False)
+    optimizer_state = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
+    dist.load_optimizer_state_dict(policy, optimizer, optimizer_state)
+    rng = torch.load(folder / "rng.pt", map_location="cpu", weights_only=True)
     torch.set_rng_state(rng["torch"])
     random.setstate(rng["python"])
+    _restore_cuda_rng(rng.get("cuda"))
     return json.loads((folder / "trainer_state.json").read_text())
+
+
+def cuda_rng_states() -> list[torch.Tensor] | None:
+    """Every rank's CUDA generator state, in rank order (a collective: every rank calls it); None without CUDA.
+
+    (Only rank 0's CPU generators are saved, and restored on every rank.)"""
+    if not torch.cuda.is_available():
+        return None
+    return dist.all_gather_objects(torch.cuda.get_rng_state())
+
+
+def _restore_cuda_rng(states: list[torch.Tensor] | None) -> None:
+    """This rank's saved CUDA generator, when the run was saved with CUDA on as many ranks (on another
+    number, ranks keep their freshly seeded generators: the resume is no longer exact anyway)."""
+    if states is not None and torch.cuda.is_available() and len(states) == dist.world_size():
+        torch.cuda.set_rng_state(states[dist.rank()])
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -120,6 +120,10 @@ class CheckpointConfig:
 @dataclass
 class DistributedConfig:
     strategy: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: ddp replicates the model, fsdp (FSDP2) shards it
+    # How long a rank waits in a collective for the others before the run fails. Ranks wait while rank 0 downloads
+    # the model or writes a checkpoint, and while the slowest rank finishes its validation share at the longest
+    # stage's budget; torch's defaults (NCCL 10 minutes, gloo 30) are too short for those.
+    timeout_minutes: float = 60.0
 
 
 @dataclass
@@ -171,3 +175,5 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError("algorithm.dual_clip must be > 1")
     if config.optim.lr <= 0:
         raise ConfigError("optim.lr must be > 0")
+    if config.distributed.timeout_minutes <= 0:
+        raise ConfigError("distributed.timeout_minutes must be > 0")

@@ -1,26 +1,35 @@
 """torch.distributed in one place: process-group set-up from torchrun's environment, and reductions.
 
 Run the same command under `torchrun --nproc-per-node N`: gloo on CPU, NCCL on GPU. With one process
-every helper here is a cheap no-op, so the trainer has a single code path.
+every helper here is a cheap no-op, so the trainer has a single code path. No other module calls a
+torch.distributed collective itself: the device its tensors live on is chosen here, once.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from typing import Any
+from datetime import timedelta
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as torch_dist
 
+T = TypeVar("T")
 
-def init_from_env() -> bool:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); True when distributed."""
+
+def init_from_env(timeout: timedelta | None = None) -> bool:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); True when distributed.
+
+    timeout: how long a rank waits in a collective for the others before failing (None: torch's default)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch_dist.is_initialized():
         return torch_dist.is_initialized()
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    torch_dist.init_process_group(backend=backend)
+    if torch.cuda.is_available():
+        # NCCL communicates from the current CUDA device: make it this rank's GPU before anything runs.
+        torch_dist.init_process_group(backend="nccl", timeout=timeout, device_id=device())
+    else:
+        torch_dist.init_process_group(backend="gloo", timeout=timeout)
     return True
 
 
@@ -30,6 +39,14 @@ def device() -> torch.device:
         index = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(index)
         return torch.device("cuda", index)
+    return torch.device("cpu")
+
+
+def communication_device() -> torch.device:
+    """Where the tensors handed to a collective must live: NCCL moves data between GPUs only (an NCCL
+    group has no CPU backend), so under NCCL this rank's GPU; under gloo, or with one process, the CPU."""
+    if torch_dist.is_initialized() and torch_dist.get_backend() == "nccl":
+        return device()
     return torch.device("cpu")
 
 
@@ -55,7 +72,7 @@ def all_reduce_sum(values: dict[str, float]) -> dict[str, float]:
     if world_size() == 1:
         return dict(values)
     keys = sorted(values)
-    tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=communication_device())
     torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.SUM)
     return {k: float(v) for k, v in zip(keys, tensor.tolist())}
 
@@ -63,12 +80,14 @@ def all_reduce_sum(values: dict[str, float]) -> dict[str, float]:
 def all_reduce_max(value: int) -> int:
     if world_size() == 1:
         return value
-    tensor = torch.tensor([value], dtype=torch.int64)
+    tensor = torch.tensor([value], dtype=torch.int64, device=communication_device())
     torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.MAX)
     return int(tensor.item())
 
 
 def all_gather_objects(value: Any) -> list[Any]:
+    """`value` of every rank, in rank order, on every rank. (Pickled; torch moves the bytes to the current
+    CUDA device under NCCL, which init_from_env set to this rank's.)"""
     if world_size() == 1:
         return [value]
     gathered: list[Any] = [None] * world_size()
@@ -77,15 +96,40 @@ def all_gather_objects(value: Any) -> list[Any]:
 
 
 def barrier() -> None:
-    if world_size() > 1:
-        torch_dist.barrier()
+    if world_size() == 1:
+        return
+    where = communication_device()
+    # NCCL's barrier is an all-reduce on a GPU: name this rank's rather than leave torch to pick one.
+    torch_dist.barrier(device_ids=[where.index] if where.type == "cuda" else None)
+
+
+def deal(items: Sequence[T], ranks: int) -> list[list[T]]:
+    """`items` dealt round-robin into `ranks` shares (item i to share i % ranks), which differ by one item at
+    most."""
+    return [list(items[index::ranks]) for index in range(ranks)]
+
+
+def undeal(shares: Sequence[Sequence[T]]) -> list[T]:
+    """The items `deal` dealt into `shares`, back in their original order."""
+    total = sum(len(share) for share in shares)
+    return [shares[index % len(shares)][index // len(shares)] for index in range(total)]
+
+
+def my_share(items: Sequence[T]) -> list[T]:
+    """This rank's share of `items`, as `deal` hands them out."""
+    return deal(items, world_size())[rank()]
+
+
+def gather_shares(share: Sequence[T]) -> list[T]:
+    """Every rank's `my_share` of a list, processed, put back in the list's order on every rank."""
+    return undeal(all_gather_objects(list(share)))
 
 
 @contextmanager
 def main_rank_first() -> Iterator[None]:
     """Run the block on rank 0 first, the other ranks waiting at a barrier, then on them: what rank 0 leaves
     behind (a download in a shared cache) is there for them. A block running past the process group's timeout
-    (30 minutes on gloo, 10 on NCCL by default) fails the waiting ranks' barrier."""
+    (distributed.timeout_minutes) fails the waiting ranks' barrier."""
     if not is_main():
         barrier()
     yield

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +17,19 @@ from deepscaler import config as config_io
 from deepscaler.algorithms import group_advantages, overlong_penalty
 from deepscaler.eval.benchmarks import Problem, load
 from deepscaler.eval.generate import sample_and_grade
-from deepscaler.eval.results import summarize
+from deepscaler.eval.results import SampleRecord, summarize
 from deepscaler.eval.runner import EvalSettings
 from deepscaler.inference.hub import resolve_model
 from deepscaler.reward import RewardScorer
 from deepscaler.trainer import distributed as dist
-from deepscaler.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from deepscaler.trainer.checkpoint import cuda_rng_states, latest_checkpoint, load_checkpoint, save_checkpoint
 from deepscaler.trainer.config import StageConfig, TrainConfig
 from deepscaler.trainer.data import PromptSampler, render_prompts
 from deepscaler.trainer.metrics import MetricsLog
 from deepscaler.trainer.rollout import generate_groups, informative_groups, score
 from deepscaler.trainer.sequences import fill_logprobs
 from deepscaler.trainer.stages import stage_should_end
+from deepscaler.trainer.startup import check_prompts_split, check_run_folder
 from deepscaler.trainer.update import update_policy
 
 
@@ -44,8 +46,10 @@ class Trainer:
         from deepscaler.inference import LLM
 
         transformers_logging.disable_progress_bar()  # per-file bars on every load and checkpoint are noise here
-        dist.init_from_env()
+        dist.init_from_env(timedelta(minutes=config.distributed.timeout_minutes))
         self.config, self.run_dir, self.progress = config, Path(config.out_dir), progress
+        check_prompts_split(config, dist.world_size())
+        check_run_folder(self.run_dir)
         self.on_stage_end = on_stage_end  # called as on_stage_end(trainer, stage) when a stage ends
         torch.manual_seed(config.seed)
         with dist.main_rank_first():  # rank 0 downloads a hub model into the cache, where the other ranks find it
@@ -258,20 +262,22 @@ class Trainer:
         return bool(self.validation) and every > 0 and self.state["step"] % every == 0
 
     def validate(self, stage: StageConfig, label: str = "val") -> dict[str, float]:
-        """pass@1 and pass@k on the held-out problems, through the evaluation code; all ranks get the result."""
+        """pass@1 and pass@k on the held-out problems, through the evaluation code; all ranks get the result.
+
+        Each rank samples and grades its share of the problems. A problem's samples are seeded by the problem
+        alone, so the merged records, and the metrics, are those of one rank validating everything."""
         v = self.config.validation
-        result: dict[str, float] = {}
-        if dist.is_main():
-            settings = EvalSettings(n=v.samples_per_problem, temperature=v.temperature, top_p=v.top_p,
-                                    max_tokens=stage.max_response_tokens, seed=self.config.seed,
-                                    prompt_template=self.config.data.prompt_template,
-                                    system_prompt=self.config.data.system_prompt)
-            problems = self.validation[: v.max_problems] if v.max_problems else self.validation
-            records = sample_and_grade(self.llm, [("val", p) for p in problems], settings, self.scorer)
-            summary = summarize(records)
-            result = {f"{label}/{k}": float(summary[k]) for k in summary
-                      if k.startswith(("pass@", "maj@")) or k in ("truncation_rate", "mean_length")}
-        result = dist.all_gather_objects(result)[0]
+        settings = EvalSettings(n=v.samples_per_problem, temperature=v.temperature, top_p=v.top_p,
+                                max_tokens=stage.max_response_tokens, seed=self.config.seed,
+                                prompt_template=self.config.data.prompt_template,
+                                system_prompt=self.config.data.system_prompt)
+        problems = self.validation[: v.max_problems] if v.max_problems else self.validation
+        share = dist.my_share(problems)
+        records = sample_and_grade(self.llm, [("val", p) for p in share], settings, self.scorer) if share else []
+        merged = dist.gather_shares(_per_problem(records, v.samples_per_problem))
+        summary = summarize(record for problem in merged for record in problem)
+        result = {f"{label}/{k}": float(summary[k]) for k in summary
+                  if k.startswith(("pass@", "maj@")) or k in ("truncation_rate", "mean_length")}
         if label == "val":
             self.state["validation"].append(result["val/pass@1"])
         return result
@@ -295,13 +301,14 @@ class Trainer:
 
     def checkpoint(self) -> Path | None:
         folder, weights, optimizer_state = None, None, None
+        cuda_rng = cuda_rng_states()  # a collective, like the gathers below
         if dist.is_sharded(self.policy):  # gathered whole onto rank 0 (collectives: every rank takes part)
             weights = dist.full_state_dict(self.policy, everywhere=False)
             optimizer_state = dist.optimizer_state_dict(self.policy, self.optimizer)
         if dist.is_main():
             folder = save_checkpoint(self.run_dir, self.state["step"], dist.unwrap(self.policy), self.tokenizer,
                                      self.optimizer, self.state, self.reference, self.config.checkpoint.keep_last,
-                                     weights=weights, optimizer_state=optimizer_state)
+                                     weights=weights, optimizer_state=optimizer_state, cuda_rng_states=cuda_rng)
         dist.barrier()
         return folder
 
@@ -310,6 +317,14 @@ class Trainer:
         self.llm.close()
         if self.log is not None:
             self.log.close()
+
+
+def _per_problem(records: list[SampleRecord], n: int) -> list[list[SampleRecord]]:
+    """sample_and_grade's records (n per problem, problem after problem) as one list per problem, ready for
+    gather_shares; without the responses' text, which the metrics do not read and which at long budgets would
+    make the gather heavy."""
+    light = [dataclasses.replace(record, response="") for record in records]
+    return [light[start : start + n] for start in range(0, len(light), n)]
 
 
 def _logprob_gap_sum(samples: list) -> float:
