@@ -144,6 +144,21 @@ def full_state_dict(model: torch.nn.Module, everywhere: bool = True) -> dict[str
     return weights
 
 
+def full_parameters(model: torch.nn.Module, dtype: torch.dtype) -> Iterator[tuple[str, torch.Tensor]]:
+    """The whole model's parameters one at a time, under their Hugging Face names, as `dtype` on the device they
+    live on: for pushing weights to a rollout engine that loads each as it comes, so that no rank ever holds a
+    second whole copy of the model.
+
+    FSDP: each parameter is gathered from its shards when it is asked for (`DTensor.full_tensor()`, a
+    collective), so every rank must run the stream to its end, in the same order. A tied parameter (an output
+    head sharing the embeddings) comes once, under its first name, as from `named_parameters()`."""
+    from torch.distributed.tensor import DTensor
+
+    for name, param in unwrap(model).named_parameters():
+        value = param.detach()  # no autograd record of the gather or the cast
+        yield name, (value.full_tensor() if isinstance(value, DTensor) else value).to(dtype)
+
+
 def load_full_state_dict(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
     """Load whole (unsharded) weights, given on every rank, non-strictly; returns (missing, unexpected) names.
 
