@@ -1,5 +1,6 @@
 import json
 import random
+import socket
 
 import pytest
 
@@ -29,3 +30,10 @@ def train_args(root, out, steps=4, extra=()):
         "optim.micro_batch_tokens=512", "optim.lr=1e-3", "validation.every_steps=0", "checkpoint.every_steps=1",
         "tensorboard=false", *extra,
     ]
+
+
+def free_port() -> int:
+    """A port nothing listens on now, for torchrun's rendezvous: fixed ones collide when test runs overlap."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -99,7 +99,8 @@ from deepscaler.trainer import distributed as dist
 dist.init_from_env(timedelta(minutes=7))
 timeout = torch.distributed.group.WORLD._get_backend(torch.device("cpu")).options._timeout
 summed = dist.all_reduce_sum({"rank": dist.rank() + 1})["rank"]
-merged = dist.gather_shares([f"done {item}" for item in dist.my_share(list(range(5)))])
+share = dist.deal(list(range(5)), dist.world_size())[dist.rank()]
+merged = dist.undeal(dist.all_gather_objects([f"done {item}" for item in share]))
 Path(sys.argv[1], f"rank_{dist.rank()}.json").write_text(json.dumps([str(timeout), summed, merged]))
 dist.barrier()
 dist.shutdown()

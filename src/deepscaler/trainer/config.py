@@ -49,6 +49,24 @@ class RolloutConfig:
     # Built-in engine: processes sharing each rollout batch, one thread each (engines/parallel.py); "auto" is 2
     # for a model of at most 100M parameters on 2 or more threads, else 1.
     data_parallel: int | Literal["auto"] = "auto"
+    # vLLM engine: every rank runs one beside its trainer, on its own GPU (colocated, as TRL's colocate mode and
+    # verl's hybrid engine do); under torchrun it joins torchrun's process group (vLLM's external_launcher).
+    # Ranks per vLLM engine. k > 1 shards each engine's weights and KV cache over k consecutive ranks (tensor
+    # parallelism, for models too big for one GPU's share): those ranks all generate their k blocks of prompts
+    # together and each keeps its own, so the number of ranks must be a multiple of k (checked at start-up).
+    # Not with algorithm.dynamic_sampling, whose rounds differ between ranks.
+    tensor_parallel_size: int = 1
+    # Share of each GPU's memory vLLM may take (weights, activations, KV cache); the trainer has the rest, and all
+    # of it during its log-prob and update passes with enable_sleep_mode. Unused on CPU, where vLLM's KV cache is
+    # 1 GiB (VLLM_CPU_KVCACHE_SPACE=<GiB> changes it).
+    gpu_memory_utilization: float = 0.5
+    # Longest prompt + response vLLM plans its KV cache for; None: data.max_prompt_tokens + the longest stage's
+    # max_response_tokens. Validation prompts (not filtered by length) must fit too.
+    max_model_len: int | None = None
+    # Free vLLM's GPU memory (weights and KV cache) after each step's rollouts, for the trainer's passes; the new
+    # weights are loaded into woken weight memory before the KV cache is woken. GPU only (vLLM's CPU build
+    # refuses it).
+    enable_sleep_mode: bool = False
 
 
 @dataclass
@@ -153,8 +171,7 @@ def validate(config: TrainConfig) -> None:
     """Impossible combinations fail at start-up, naming the key."""
     if not config.stages:
         raise ConfigError("stages: at least one stage is needed")
-    if config.rollout.data_parallel != "auto" and config.rollout.data_parallel < 1:
-        raise ConfigError(f"rollout.data_parallel must be 'auto' or at least 1, got {config.rollout.data_parallel}")
+    _validate_rollout(config)
     if config.wandb_project is not None and importlib.util.find_spec("wandb") is None:
         raise ConfigError("wandb_project is set but wandb is not installed: pip install 'deepscaler[wandb]'")
     for i, stage in enumerate(config.stages):
@@ -177,3 +194,27 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError("optim.lr must be > 0")
     if config.distributed.timeout_minutes <= 0:
         raise ConfigError("distributed.timeout_minutes must be > 0")
+
+
+def longest_sequence(config: TrainConfig) -> int:
+    """Tokens one rollout can span: the longest prompt kept plus the longest stage's response budget."""
+    return config.data.max_prompt_tokens + max(s.max_response_tokens for s in config.stages)
+
+
+def _validate_rollout(config: TrainConfig) -> None:
+    rollout = config.rollout
+    if rollout.data_parallel != "auto" and rollout.data_parallel < 1:
+        raise ConfigError(f"rollout.data_parallel must be 'auto' or at least 1, got {rollout.data_parallel}")
+    if rollout.tensor_parallel_size < 1:
+        raise ConfigError(f"rollout.tensor_parallel_size must be at least 1, got {rollout.tensor_parallel_size}")
+    if rollout.tensor_parallel_size > 1 and rollout.engine != "vllm":
+        raise ConfigError("rollout.tensor_parallel_size > 1 needs rollout.engine=vllm")
+    if rollout.tensor_parallel_size > 1 and config.algorithm.dynamic_sampling:
+        raise ConfigError("rollout.tensor_parallel_size > 1 does not work with algorithm.dynamic_sampling: the ranks "
+                          "of one engine must generate together, and dynamic sampling's rounds differ between ranks")
+    if not 0 < rollout.gpu_memory_utilization <= 1:
+        raise ConfigError(f"rollout.gpu_memory_utilization must be in (0, 1], got {rollout.gpu_memory_utilization}")
+    if rollout.max_model_len is not None and rollout.max_model_len < longest_sequence(config):
+        raise ConfigError(f"rollout.max_model_len={rollout.max_model_len} cannot hold a prompt of "
+                          f"data.max_prompt_tokens={config.data.max_prompt_tokens} and the longest stage's response "
+                          f"({longest_sequence(config)} tokens); leave it unset to take that sum")

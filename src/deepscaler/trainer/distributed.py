@@ -103,26 +103,16 @@ def barrier() -> None:
     torch_dist.barrier(device_ids=[where.index] if where.type == "cuda" else None)
 
 
-def deal(items: Sequence[T], ranks: int) -> list[list[T]]:
-    """`items` dealt round-robin into `ranks` shares (item i to share i % ranks), which differ by one item at
-    most."""
-    return [list(items[index::ranks]) for index in range(ranks)]
+def deal(items: Sequence[T], count: int) -> list[list[T]]:
+    """`items` dealt round-robin into `count` shares (item i to share i % count), which differ by one item at
+    most: the validation problems over the rollout engines."""
+    return [list(items[index::count]) for index in range(count)]
 
 
 def undeal(shares: Sequence[Sequence[T]]) -> list[T]:
     """The items `deal` dealt into `shares`, back in their original order."""
     total = sum(len(share) for share in shares)
     return [shares[index % len(shares)][index // len(shares)] for index in range(total)]
-
-
-def my_share(items: Sequence[T]) -> list[T]:
-    """This rank's share of `items`, as `deal` hands them out."""
-    return deal(items, world_size())[rank()]
-
-
-def gather_shares(share: Sequence[T]) -> list[T]:
-    """Every rank's `my_share` of a list, processed, put back in the list's order on every rank."""
-    return undeal(all_gather_objects(list(share)))
 
 
 @contextmanager
@@ -186,6 +176,21 @@ def full_state_dict(model: torch.nn.Module, everywhere: bool = True) -> dict[str
         if source != name and source in weights and name in weights:
             weights[name] = weights[source]
     return weights
+
+
+def full_parameters(model: torch.nn.Module, dtype: torch.dtype) -> Iterator[tuple[str, torch.Tensor]]:
+    """The whole model's parameters one at a time, under their Hugging Face names, as `dtype` on the device they
+    live on: for pushing weights to a rollout engine that loads each as it comes, so that no rank ever holds a
+    second whole copy of the model.
+
+    FSDP: each parameter is gathered from its shards when it is asked for (`DTensor.full_tensor()`, a
+    collective), so every rank must run the stream to its end, in the same order. A tied parameter (an output
+    head sharing the embeddings) comes once, under its first name, as from `named_parameters()`."""
+    from torch.distributed.tensor import DTensor
+
+    for name, param in unwrap(model).named_parameters():
+        value = param.detach()  # no autograd record of the gather or the cast
+        yield name, (value.full_tensor() if isinstance(value, DTensor) else value).to(dtype)
 
 
 def load_full_state_dict(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:

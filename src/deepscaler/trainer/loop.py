@@ -26,7 +26,7 @@ from deepscaler.trainer.checkpoint import cuda_rng_states, latest_checkpoint, lo
 from deepscaler.trainer.config import StageConfig, TrainConfig
 from deepscaler.trainer.data import PromptSampler, render_prompts
 from deepscaler.trainer.metrics import MetricsLog
-from deepscaler.trainer.rollout import generate_groups, informative_groups, score
+from deepscaler.trainer.rollout import engine_options, generate_groups, informative_groups, score
 from deepscaler.trainer.sequences import fill_logprobs
 from deepscaler.trainer.stages import stage_should_end
 from deepscaler.trainer.startup import check_prompts_split, check_run_folder
@@ -42,8 +42,6 @@ class Trainer:
                  on_stage_end: Any = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as transformers_logging
-
-        from deepscaler.inference import LLM
 
         transformers_logging.disable_progress_bar()  # per-file bars on every load and checkpoint are noise here
         dist.init_from_env(timedelta(minutes=config.distributed.timeout_minutes))
@@ -64,10 +62,7 @@ class Trainer:
         self.policy = dist.wrap(policy.train(), config.distributed.strategy)
         self.optimizer = self._new_optimizer()
         self.sampler, self.validation = self._load_data()
-        builtin = config.rollout.engine == "builtin"
-        engine_options = dict(kv_cache_gb=config.rollout.kv_cache_gb, data_parallel=config.rollout.data_parallel)
-        engine_options = engine_options if builtin else {}
-        self.llm = LLM(model=model_dir, engine=config.rollout.engine, seed=config.seed, **engine_options)
+        self.llm = self._start_rollout_engine(model_dir)
         self.scorer = RewardScorer(workers=2).start()  # so no training step pays their start-up
         self.log = (MetricsLog(self.run_dir, config.tensorboard, config.wandb_project, dataclasses.asdict(config))
                     if dist.is_main() else None)
@@ -87,6 +82,13 @@ class Trainer:
         fused = not any(isinstance(p.data, DTensor) for p in params)
         return torch.optim.AdamW(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay,
                                  fused=fused)
+
+    def _start_rollout_engine(self, model_dir: str) -> Any:
+        """The rollout engine, an `LLM` (a subclass may start another kind: bench/gpu_smoke.py does)."""
+        from deepscaler.inference import LLM
+
+        return LLM(model=model_dir, engine=self.config.rollout.engine, seed=self.config.seed,
+                   **engine_options(self.config, dist.world_size()))
 
     def _load_data(self) -> tuple[PromptSampler, list[Problem]]:
         data = self.config.data
@@ -138,6 +140,9 @@ class Trainer:
         # 1-3. Prompts (every rank draws the same global batch and takes its block), a group of responses
         # per prompt, scored by the verifier.
         samples, score_stats = self._collect_rollouts(stage, step, times)
+        # A colocated vLLM engine frees its GPU memory for the log-prob and update passes: level 2 drops the
+        # weights too, since _sync_weights sends all of them (engines without sleep mode ignore this).
+        self.llm.sleep(level=2)
         num_groups = stage.prompts_per_step
         accuracy = [s.reward for s in samples]
         if config.algorithm.overlong_cache:
@@ -217,14 +222,21 @@ class Trainer:
         prompts for up to algorithm.max_sampling_rounds rounds."""
         per_rank = stage.prompts_per_step // dist.world_size()
         first = dist.rank() * per_rank
+        # The ranks of one tensor-parallel vLLM engine must give it the same requests: each generates all their
+        # blocks (every rank draws the same global batch) and keeps its own.
+        shared = self.config.rollout.tensor_parallel_size
+        engine_first = first - dist.rank() % shared * per_rank
+        own = slice((first - engine_first) * stage.samples_per_prompt,
+                    (first - engine_first + per_rank) * stage.samples_per_prompt)
         kept: list = []
         stats: dict[str, float] = {"score/timeouts": 0.0, "score/no_answer": 0.0, "sampling/rounds": 0.0}
         rounds = self.config.algorithm.max_sampling_rounds if self.config.algorithm.dynamic_sampling else 1
         for round_ in range(rounds):
-            prompts = self.sampler.draw(stage.prompts_per_step)[first : first + per_rank]
+            prompts = self.sampler.draw(stage.prompts_per_step)[engine_first : engine_first + shared * per_rank]
             mark = time.perf_counter()
-            samples, texts, golds = generate_groups(self.llm, prompts, first, stage, self.config.rollout,
+            samples, texts, golds = generate_groups(self.llm, prompts, engine_first, stage, self.config.rollout,
                                                     self.config.seed, step, round_)
+            samples, texts, golds = samples[own], texts[own], golds[own]
             times["generate"] = times.get("generate", 0.0) + time.perf_counter() - mark
             mark = time.perf_counter()
             for key, value in score(samples, texts, golds, self.scorer).items():
@@ -245,7 +257,11 @@ class Trainer:
         return [sample for group in kept for sample in group], stats
 
     def _sync_weights(self) -> None:
-        self.llm.update_weights(dist.full_state_dict(self.policy))
+        """Stream the policy's weights into the rollout engine one parameter at a time (FSDP: each gathered as it
+        goes), into a sleeping engine's woken weight memory before its KV cache takes its memory back."""
+        self.llm.wake_up(["weights"])
+        self.llm.update_weights(dist.full_parameters(self.policy, self.llm.engine.dtype))
+        self.llm.wake_up(["kv_cache"])
 
     def _check_finite(self, update: dict[str, float]) -> None:
         if update.get("bad_steps", 0) == 0:
@@ -264,18 +280,21 @@ class Trainer:
     def validate(self, stage: StageConfig, label: str = "val") -> dict[str, float]:
         """pass@1 and pass@k on the held-out problems, through the evaluation code; all ranks get the result.
 
-        Each rank samples and grades its share of the problems. A problem's samples are seeded by the problem
-        alone, so the merged records, and the metrics, are those of one rank validating everything."""
+        Each rollout engine (one rank's, or tensor_parallel_size ranks') samples and grades its share of the
+        problems. A problem's samples are seeded by the problem alone, so the merged records, and the metrics, are
+        those of one rank validating everything."""
         v = self.config.validation
         settings = EvalSettings(n=v.samples_per_problem, temperature=v.temperature, top_p=v.top_p,
                                 max_tokens=stage.max_response_tokens, seed=self.config.seed,
                                 prompt_template=self.config.data.prompt_template,
                                 system_prompt=self.config.data.system_prompt)
         problems = self.validation[: v.max_problems] if v.max_problems else self.validation
-        share = dist.my_share(problems)
+        # Shares go to engines: the ranks of one tensor-parallel vLLM engine generate together, the same share.
+        per_engine = self.config.rollout.tensor_parallel_size
+        share = dist.deal(problems, dist.world_size() // per_engine)[dist.rank() // per_engine]
         records = sample_and_grade(self.llm, [("val", p) for p in share], settings, self.scorer) if share else []
-        merged = dist.gather_shares(_per_problem(records, v.samples_per_problem))
-        summary = summarize(record for problem in merged for record in problem)
+        shares = dist.all_gather_objects(_per_problem(records, v.samples_per_problem))[::per_engine]
+        summary = summarize(record for problem in dist.undeal(shares) for record in problem)
         result = {f"{label}/{k}": float(summary[k]) for k in summary
                   if k.startswith(("pass@", "maj@")) or k in ("truncation_rate", "mean_length")}
         if label == "val":
@@ -321,7 +340,7 @@ class Trainer:
 
 def _per_problem(records: list[SampleRecord], n: int) -> list[list[SampleRecord]]:
     """sample_and_grade's records (n per problem, problem after problem) as one list per problem, ready for
-    gather_shares; without the responses' text, which the metrics do not read and which at long budgets would
+    the gather; without the responses' text, which the metrics do not read and which at long budgets would
     make the gather heavy."""
     light = [dataclasses.replace(record, response="") for record in records]
     return [light[start : start + n] for start in range(0, len(light), n)]

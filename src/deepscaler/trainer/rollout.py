@@ -8,11 +8,36 @@ from typing import Any
 
 import torch
 
+from deepscaler.config import ConfigError
 from deepscaler.inference import SamplingParams
 from deepscaler.reward import RewardScorer
-from deepscaler.trainer.config import RolloutConfig, StageConfig
+from deepscaler.trainer.config import RolloutConfig, StageConfig, TrainConfig, longest_sequence
 from deepscaler.trainer.data import Prompt
 from deepscaler.trainer.sequences import Sample
+
+
+def engine_options(config: TrainConfig, world_size: int) -> dict[str, Any]:
+    """The rollout engine's options beyond model and seed: the built-in engine's, or those of a vLLM engine
+    colocated with this rank's trainer."""
+    rollout = config.rollout
+    if rollout.engine == "builtin":
+        return {"kv_cache_gb": rollout.kv_cache_gb, "data_parallel": rollout.data_parallel}
+    if world_size % rollout.tensor_parallel_size:
+        raise ConfigError(f"rollout.tensor_parallel_size={rollout.tensor_parallel_size} must divide the number of "
+                          f"ranks ({world_size}): each vLLM engine spans that many ranks")
+    options = {
+        "tensor_parallel_size": rollout.tensor_parallel_size,
+        "gpu_memory_utilization": rollout.gpu_memory_utilization,
+        "max_model_len": rollout.max_model_len or longest_sequence(config),
+        "enable_sleep_mode": rollout.enable_sleep_mode,
+    }
+    if world_size > 1:
+        # vLLM's single-process executor would put every rank's engine on GPU 0. This one (vLLM 0.32's
+        # ExecutorWithExternalLauncher) takes RANK and LOCAL_RANK from torchrun's environment and builds vLLM's
+        # groups on torchrun's process group: tensor-parallel groups of consecutive ranks, the groups themselves
+        # independent engines ("external data parallel", vllm/distributed/parallel_state.py).
+        options["distributed_executor_backend"] = "external_launcher"
+    return options
 
 
 def rollout_seed(seed: int, step: int, uid: str, round_: int = 0) -> int:

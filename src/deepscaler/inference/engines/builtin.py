@@ -412,9 +412,17 @@ class BuiltinEngine:
         return self._decode(tokens, skip_special_tokens=True)
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Replace model weights in place (Hugging Face parameter names), e.g. after a training step."""
+        """Replace model weights in place (Hugging Face parameter names), e.g. after a training step.
+
+        Each tensor is copied into the engine's own (shared, with workers) weights as it comes, from any device."""
         self.model.load_many(named_tensors)
         self._weights_version += 1
+
+    def sleep(self, level: int = 1) -> None:
+        """Nothing to free for a trainer: the engine lives in host memory (a no-op, so callers need no case)."""
+
+    def wake_up(self, tags: Sequence[str] | None = None) -> None:
+        """Nothing to take back (see `sleep`)."""
 
     def close(self) -> None:
         """Free the KV cache (kept between generate calls, like vLLM's, to save re-allocating it) and stop

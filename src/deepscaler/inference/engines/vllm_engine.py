@@ -33,9 +33,12 @@ INSTALL_HINT = (
 # of the tiny test model and ~18k tokens of a 1.5B Qwen2 in float32, and leaves room for a trainer.
 DEFAULT_CPU_KV_CACHE_BYTES = 1 << 30
 
-# Engines in one process share vLLM's process-wide (single-rank) distributed state, which only the last
-# one to close may tear down: doing it earlier breaks the others ("group is not initialized").
+# Engines in one process share vLLM's process-wide distributed state, which only the last one to close may
+# tear down: doing it earlier breaks the others ("group is not initialized").
 _open_engines = 0
+
+# What `sleep` frees, by vLLM's tags (vllm.v1.executor.abstract.SLEEP_TAGS in vLLM 0.32).
+SLEEP_TAGS = frozenset({"weights", "kv_cache"})
 
 
 def _import_vllm() -> Any:
@@ -122,7 +125,11 @@ class VLLMEngine:
     computes in) and the checkpoint's dtype on GPU. max_model_len: None takes the model's own limit.
     seed: vLLM's global seed; requests with SamplingParams.seed are reproducible on their own.
     kwargs go to `vllm.LLM` unchanged and override the defaults chosen here (on CPU: enforce_eager,
-    and kv_cache_memory_bytes = 1 GiB unless VLLM_CPU_KVCACHE_SPACE, in GiB, is set).
+    and kv_cache_memory_bytes = 1 GiB unless VLLM_CPU_KVCACHE_SPACE, in GiB, is set). Those for an engine
+    colocated with a trainer under torchrun: distributed_executor_backend="external_launcher" (the engine
+    joins torchrun's process group and takes the GPU of its LOCAL_RANK; CPU too, over gloo),
+    tensor_parallel_size, gpu_memory_utilization, and enable_sleep_mode (GPU only), which makes `sleep`
+    and `wake_up` free and take back the engine's GPU memory.
     """
 
     name = "vllm"
@@ -134,6 +141,10 @@ class VLLMEngine:
         from vllm.platforms import current_platform
 
         self._vllm = vllm
+        self._sleep_mode = bool(kwargs.get("enable_sleep_mode"))
+        self._sleeping: set[str] = set()  # tags `sleep` freed and `wake_up` has not taken back
+        # Joins the launcher's process group (see close).
+        self._external_launcher = kwargs.get("distributed_executor_backend") == "external_launcher"
         on_cpu = current_platform.is_cpu()
         options: dict[str, Any] = {"logprobs_mode": "processed_logprobs"}
         if on_cpu:
@@ -155,6 +166,7 @@ class VLLMEngine:
         global _open_engines
         _open_engines += 1
         logger.info("vLLM engine for %s started in %.1f s", model, self.startup_seconds)
+        self.dtype: torch.dtype = self._llm.llm_engine.model_config.dtype
 
         self.exact_filtered_logprobs = all(self._llm.collective_rpc(_keep_unfiltered_logprobs))
         if not self.exact_filtered_logprobs:
@@ -186,7 +198,7 @@ class VLLMEngine:
             raise ValueError(f"got {len(prompts)} prompts but {len(params)} sampling params")
         if not prompts:
             return []
-        llm = self._require_open()
+        llm = self._require_awake(SLEEP_TAGS)
         results = llm.generate(
             [{"prompt_token_ids": list(ids)} for ids in prompts],
             [self._to_vllm(p) for p in params],
@@ -209,7 +221,7 @@ class VLLMEngine:
         plain `load_weights` would skip. A subset of a fused layer (say q_proj without k_proj and
         v_proj) is not supported: vLLM rebuilds each layer from what it is given.
         """
-        llm = self._require_open()
+        llm = self._require_awake({"weights"})
         tied = getattr(llm.llm_engine.model_config.hf_text_config, "tie_word_embeddings", False)
         weights = _with_tied_head(named_tensors) if tied else ((n, t.detach()) for n, t in named_tensors)
         started = time.perf_counter()
@@ -217,6 +229,29 @@ class VLLMEngine:
         # Cached prompt KV blocks were computed with the old weights.
         llm.reset_prefix_cache()
         logger.info("vLLM weights updated in %.2f s", time.perf_counter() - started)
+
+    def sleep(self, level: int = 1) -> None:
+        """Free the engine's GPU memory until `wake_up` (`vllm.LLM.sleep(level)`, vLLM 0.32): level 1 moves the
+        weights to host memory, level 2 discards them (for a caller that loads new ones after waking them); the
+        KV cache is discarded either way. Without enable_sleep_mode, a no-op."""
+        if self._sleep_mode and not self._sleeping:
+            self._require_open().sleep(level=level)
+            self._sleeping = set(SLEEP_TAGS)
+
+    def wake_up(self, tags: Sequence[str] | None = None) -> None:
+        """Take back the memory `sleep` freed for `tags` ("weights", "kv_cache"; None: both), through
+        `vllm.LLM.wake_up(tags)`. Waking the weights alone first lets new ones be loaded before the KV cache
+        takes its memory back."""
+        # Only the tags still asleep: given one that is not, vLLM wakes nothing (Executor.wake_up, a warning).
+        waking = self._sleeping & set(SLEEP_TAGS if tags is None else tags)
+        if not waking:
+            return
+        if torch.cuda.is_available():
+            # vLLM maps its memory outside PyTorch's caching allocator, to which a colocated trainer's freed
+            # blocks would otherwise stay reserved.
+            torch.cuda.empty_cache()
+        self._require_open().wake_up(tags=sorted(waking))
+        self._sleeping -= waking
 
     def close(self) -> None:
         """Shut the engine down and free its model and KV cache; the engine cannot be used afterwards."""
@@ -227,9 +262,11 @@ class VLLMEngine:
         _open_engines -= 1
         import vllm.v1.engine.core as engine_core
 
-        # vLLM's shutdown ends by tearing down the distributed state every engine here shares.
+        # vLLM's shutdown ends with cleanup_dist_env_and_memory, which tears down its distributed state and
+        # destroys torch's default process group: state the other engines here share, and under an external
+        # launcher, the launcher's own group, which the trainer goes on using.
         cleanup = engine_core.cleanup_dist_env_and_memory
-        if _open_engines > 0:
+        if _open_engines > 0 or self._external_launcher:
             engine_core.cleanup_dist_env_and_memory = gc.collect
         try:
             llm.llm_engine.engine_core.shutdown()
@@ -242,6 +279,13 @@ class VLLMEngine:
         if self._llm is None:
             raise RuntimeError("this VLLMEngine has been closed")
         return self._llm
+
+    def _require_awake(self, tags: set[str] | frozenset[str]) -> Any:
+        """The open engine, if `tags` are awake: vLLM would wait forever on a sleeping scheduler."""
+        llm = self._require_open()
+        if self._sleeping & tags:
+            raise RuntimeError(f"this VLLMEngine is asleep ({', '.join(sorted(self._sleeping))}): wake_up() first")
+        return llm
 
     def __enter__(self) -> VLLMEngine:
         return self
