@@ -48,9 +48,8 @@ def test_colocated_engine_protocol(tiny_run_inputs, tmp_path):
             "max_model_len": 200 + 24,  # data.max_prompt_tokens + the stage's max_response_tokens
         }.items()
         # Each step generates awake, sleeps for the trainer's passes, wakes the weights, takes the new ones, then
-        # wakes the KV cache; validation (rank 0 only) runs on the engine the last sync woke.
-        validation = ["generate"] if rank == 0 else []
-        assert _sequence(calls) == ["init", "generate", *SYNC, "generate", *SYNC, *validation, "shutdown"], rank
+        # wakes the KV cache; validation (each rank its share of the problems) runs on the engine the last sync woke.
+        assert _sequence(calls) == ["init", "generate", *SYNC, "generate", *SYNC, "generate", "shutdown"], rank
         assert all(call["level"] == 2 for call in calls if call["event"] == "sleep")
 
     # Every parameter once, in order, cast to the engine's dtype, as a stream: never more than the current tensor
