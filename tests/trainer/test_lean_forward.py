@@ -9,9 +9,8 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM
 
-from deepscaler.algorithms import token_logprobs
 from deepscaler.trainer.lean_forward import LeanForward
-from deepscaler.trainer.sequences import Sample, collate_responses, response_logits
+from deepscaler.trainer.sequences import Sample, collate_responses, response_logprobs
 
 PAD = 0
 SIZES = dict(vocab_size=97, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
@@ -51,8 +50,7 @@ def make_samples(seed: int = 0) -> list[Sample]:
 def logprobs_and_grads(model, samples, share, lean, dtype="float32"):
     model.zero_grad(set_to_none=True)
     batch = collate_responses(samples, PAD)
-    logits = response_logits(model, samples, PAD, dtype, share_prompts=share, lean=lean)
-    logp = token_logprobs(logits, batch["response_ids"], 0.7) * batch["mask"]
+    logp = response_logprobs(model, samples, PAD, 0.7, dtype, share_prompts=share, lean=lean)[0] * batch["mask"]
     (logp * torch.randn(logp.shape, generator=torch.Generator().manual_seed(1))).sum().backward()
     grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
@@ -107,8 +105,8 @@ def test_unsupported_models_fall_back_to_hugging_face():
     # The fallback still gives Hugging Face's numbers through the same entry point.
     samples = make_samples()
     with torch.no_grad():
-        plain = response_logits(gelu, samples, PAD, lean=True)
-        hf = response_logits(gelu, samples, PAD, lean=False)
+        plain = response_logprobs(gelu, samples, PAD, 0.7, lean=True)[0]
+        hf = response_logprobs(gelu, samples, PAD, 0.7, lean=False)[0]
     assert torch.equal(plain, hf)
 
 
