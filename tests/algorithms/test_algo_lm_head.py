@@ -86,8 +86,8 @@ def test_hand_values():
 
 @pytest.mark.parametrize("entropy", [False, True], ids=["logp", "logp+entropy"])
 def test_real_vocabulary_float32(entropy):
-    """V = 151,936 on a narrow head (H = 64), 300 tokens, T = 0.6: peaked rows (logit spread ~ 24 / T) and the
-    default block size, so the vocabulary is walked in ~280 blocks."""
+    """V = 151,936 on a narrow head (H = 64), 300 tokens, T = 0.6: peaked rows and the default block size, so the
+    vocabulary is walked in 3 blocks, the last one shorter."""
     hidden, weight, tokens, upstream = inputs(300, 64, REAL_VOCAB, torch.float32, seed=1, scale=0.4)
     logp, ent, _, _ = compare(hidden, weight, tokens, upstream, 0.6, entropy, 2e-5)
     assert float(logp.min()) < -30  # the sampled tokens are mostly unlikely: log-probs far from the lse
