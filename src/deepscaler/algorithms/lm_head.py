@@ -23,34 +23,40 @@ from torch.autograd.function import once_differentiable
 BLOCK_ELEMENTS = 1 << 24
 
 
-def block_logits(h: Tensor, weight: Tensor, start: int, stop: int, temperature: float, acc: torch.dtype) -> Tensor:
+def _block_logits(h: Tensor, weight: Tensor, start: int, stop: int, temperature: float, acc: torch.dtype) -> Tensor:
     """z[:, start:stop] = h W[start:stop]ᵀ / T: the matmul in h's (compute) dtype, as the model's own head would
     compute it (bfloat16 logits under bfloat16 compute), then in the accumulation dtype ``acc``."""
     return (h @ weight[start:stop].to(h.dtype).T).to(acc).div_(temperature)
 
 
-def picked_logits(z: Tensor, tokens: Tensor, start: int) -> Tensor:
+def _block_columns(tokens: Tensor, start: int, width: int) -> tuple[Tensor, Tensor]:
+    """Whether each token falls in the block of columns [start, start + width), and its column there (0 if not),
+    as an (N, 1) index."""
+    inside = (tokens >= start) & (tokens < start + width)
+    return inside, torch.where(inside, tokens - start, 0)[:, None]
+
+
+def _picked_logits(z: Tensor, tokens: Tensor, start: int) -> Tensor:
     """z[i, tokens[i] − start] for the rows whose token falls in this block of columns, 0 for the others."""
-    inside = (tokens >= start) & (tokens < start + z.shape[1])
-    value = z.gather(1, (tokens - start).clamp(0, z.shape[1] - 1)[:, None])[:, 0]
-    return torch.where(inside, value, 0)
+    inside, column = _block_columns(tokens, start, z.shape[1])
+    return torch.where(inside, z.gather(1, column)[:, 0], 0)
 
 
-def block_entropy(z: Tensor, lse: Tensor) -> Tensor:
+def _block_entropy(z: Tensor, lse: Tensor) -> Tensor:
     """Entropy −Σ q log q of each row of the softmax within this block alone, q = exp(z − lse); overwrites z."""
     logq = z.sub_(lse[:, None])
     return -(logq.exp().mul_(logq)).sum(-1)
 
 
-def merge_entropies(log_weights: Tensor, entropies: Tensor) -> Tensor:
+def _merge_entropies(log_weights: Tensor, entropies: Tensor) -> Tensor:
     """Entropy of the whole softmax from each block's own entropy H_b (blocks, N) and mass w_b = exp(log_weights):
     the chain rule of entropy, H = Σ_b w_b (H_b − log w_b). Every term is small where H is, so a peaked
     distribution keeps its precision (unlike lse − Σ p z, a difference of two large numbers)."""
     return (log_weights.exp() * (entropies - log_weights)).sum(0)
 
 
-def logit_grads(z: Tensor, tokens: Tensor, start: int, lse: Tensor, grad_logp: Tensor, grad_entropy: Tensor | None,
-                entropy: Tensor | None) -> Tensor:
+def _logit_grads(z: Tensor, tokens: Tensor, start: int, lse: Tensor, grad_logp: Tensor, grad_entropy: Tensor | None,
+                 entropy: Tensor | None) -> Tensor:
     """d loss / d z for one block of columns, overwriting z.
 
     With p = softmax(z): d log p(token) / dz = onehot(token) − p, and dH/dz_j = −p_j (log p_j + H) (from
@@ -62,8 +68,7 @@ def logit_grads(z: Tensor, tokens: Tensor, start: int, lse: Tensor, grad_logp: T
         grads = p.mul_(-grad_logp[:, None])
     else:
         grads = logp.add_(entropy[:, None]).mul_(grad_entropy[:, None]).add_(grad_logp[:, None]).mul_(p).neg_()
-    inside = (tokens >= start) & (tokens < start + z.shape[1])
-    column = (tokens - start).clamp(0, z.shape[1] - 1)[:, None]
+    inside, column = _block_columns(tokens, start, z.shape[1])
     return grads.scatter_add_(1, column, torch.where(inside, grad_logp, 0)[:, None])
 
 
@@ -79,14 +84,14 @@ class _HeadLogProbs(torch.autograd.Function):
         picked = h.new_zeros(h.shape[0], dtype=acc)
         lses, entropies = [], []
         for start in range(0, weight.shape[0], block):
-            z = block_logits(h, weight, start, start + block, temperature, acc)
-            picked += picked_logits(z, tokens, start)
+            z = _block_logits(h, weight, start, start + block, temperature, acc)
+            picked += _picked_logits(z, tokens, start)
             lses.append(torch.logsumexp(z, -1))
             if want_entropy:
-                entropies.append(block_entropy(z, lses[-1]))
+                entropies.append(_block_entropy(z, lses[-1]))
         block_lse = torch.stack(lses)
         lse = torch.logsumexp(block_lse, 0)
-        entropy = merge_entropies(block_lse - lse, torch.stack(entropies)) if want_entropy else lse.new_empty(0)
+        entropy = _merge_entropies(block_lse - lse, torch.stack(entropies)) if want_entropy else lse.new_empty(0)
         ctx.save_for_backward(hidden, weight, tokens, lse, entropy)
         ctx.temperature, ctx.want_entropy, ctx.dtype, ctx.block = temperature, want_entropy, dtype, block
         if not want_entropy:
@@ -104,8 +109,8 @@ class _HeadLogProbs(torch.autograd.Function):
         grad_h = torch.zeros(h.shape, dtype=lse.dtype, device=h.device) if ctx.needs_input_grad[0] else None
         grad_w = torch.empty_like(weight) if ctx.needs_input_grad[1] else None
         for start in range(0, weight.shape[0], block):
-            z = block_logits(h, weight, start, start + block, temperature, lse.dtype)
-            grads = logit_grads(z, tokens, start, lse, grad_logp, grad_entropy, entropy).to(ctx.dtype)
+            z = _block_logits(h, weight, start, start + block, temperature, lse.dtype)
+            grads = _logit_grads(z, tokens, start, lse, grad_logp, grad_entropy, entropy).to(ctx.dtype)
             if grad_h is not None:
                 grad_h += grads @ weight[start : start + block].to(ctx.dtype)
             if grad_w is not None:
