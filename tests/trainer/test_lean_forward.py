@@ -9,9 +9,8 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM
 
-from deepscaler.algorithms import token_logprobs
 from deepscaler.trainer.lean_forward import LeanForward
-from deepscaler.trainer.sequences import Sample, collate_responses, response_logits
+from deepscaler.trainer.sequences import Sample, collate_responses, response_logprobs
 
 PAD = 0
 SIZES = dict(vocab_size=97, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
@@ -51,8 +50,7 @@ def make_samples(seed: int = 0) -> list[Sample]:
 def logprobs_and_grads(model, samples, share, lean, dtype="float32"):
     model.zero_grad(set_to_none=True)
     batch = collate_responses(samples, PAD)
-    logits = response_logits(model, samples, PAD, dtype, share_prompts=share, lean=lean)
-    logp = token_logprobs(logits, batch["response_ids"], 0.7) * batch["mask"]
+    logp = response_logprobs(model, samples, PAD, 0.7, dtype, share_prompts=share, lean=lean)[0] * batch["mask"]
     (logp * torch.randn(logp.shape, generator=torch.Generator().manual_seed(1))).sum().backward()
     grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
@@ -92,14 +90,50 @@ def test_bfloat16_is_as_close_to_float32_as_autocast_is(family):
     assert 0 < lean_error <= 2 * autocast_error, (lean_error, autocast_error)
 
 
+def saved_tensor_count(model, samples):
+    """Tensors autograd keeps for backward during one training forward (a checkpointed layer keeps only its inputs)."""
+    count = 0
+
+    def pack(tensor):
+        nonlocal count
+        count += 1
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        response_logprobs(model, samples, PAD, 0.7)
+    return count
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llama-tied-biased"])
+def test_gradient_checkpointing_keeps_the_lean_forward(family):
+    """With the model's gradient checkpointing on, the lean forward checkpoints each layer: the same log-probs and
+    gradients as without checkpointing, and far fewer tensors kept between forward and backward."""
+    model = make_model(family)
+    samples = make_samples()
+    plain_logp, plain_grads = logprobs_and_grads(model, samples, False, lean=True)
+    plain_saved = saved_tensor_count(model, samples)
+    model.gradient_checkpointing_enable()
+    assert LeanForward.supports(model) and LeanForward(model).checkpoint
+    logp, grads = logprobs_and_grads(model, samples, False, lean=True)
+    hf_logp, hf_grads = logprobs_and_grads(model, samples, False, lean=False)  # Hugging Face's checkpointing
+    torch.testing.assert_close(logp, plain_logp, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(logp, hf_logp, atol=2e-5, rtol=1e-5)
+    assert grads.keys() == plain_grads.keys() == hf_grads.keys()
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(grads[name], grad, atol=1e-6, rtol=1e-5, msg=name)
+        error, scale = float((hf_grads[name] - grad).abs().max()), float(grad.abs().max())
+        assert error <= 1e-4 * scale, f"{name}: max difference {error:.3g} against max value {scale:.3g}"
+    assert saved_tensor_count(model, samples) < plain_saved / 2
+    model.eval()  # as Hugging Face, checkpointing only while training
+    assert not LeanForward(model).checkpoint
+
+
 def test_unsupported_models_fall_back_to_hugging_face():
     model = make_model("qwen2")
     hook = model.model.layers[1].mlp.register_forward_pre_hook(lambda module, args: None)  # as FSDP's would be
     assert not LeanForward.supports(model)
     hook.remove()
     assert LeanForward.supports(model)
-    model.gradient_checkpointing_enable()
-    assert not LeanForward.supports(model)
     windowed = AutoModelForCausalLM.from_config(transformers.MistralConfig(**SIZES, head_dim=8, sliding_window=16))
     assert not LeanForward.supports(windowed)
     gelu = AutoModelForCausalLM.from_config(transformers.Qwen2Config(**SIZES, hidden_act="gelu"))
@@ -107,8 +141,8 @@ def test_unsupported_models_fall_back_to_hugging_face():
     # The fallback still gives Hugging Face's numbers through the same entry point.
     samples = make_samples()
     with torch.no_grad():
-        plain = response_logits(gelu, samples, PAD, lean=True)
-        hf = response_logits(gelu, samples, PAD, lean=False)
+        plain = response_logprobs(gelu, samples, PAD, 0.7, lean=True)[0]
+        hf = response_logprobs(gelu, samples, PAD, 0.7, lean=False)[0]
     assert torch.equal(plain, hf)
 
 

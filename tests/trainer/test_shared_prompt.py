@@ -9,7 +9,6 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from deepscaler.algorithms import token_logprobs
 from deepscaler.trainer.config import TrainConfig
 from deepscaler.trainer.sequences import (
     Sample,
@@ -20,7 +19,7 @@ from deepscaler.trainer.sequences import (
     pack_by_prompt,
     prefix_causal_mask,
     prompt_layout,
-    response_logits,
+    response_logprobs,
     shared_prompt_size,
 )
 from deepscaler.trainer.update import update_policy
@@ -54,8 +53,7 @@ def logprobs_and_grads(model, samples, share):
     """Masked per-token log-probs and the gradients of a fixed weighted sum of them."""
     model.zero_grad(set_to_none=True)
     batch = collate_responses(samples, PAD)
-    logp = token_logprobs(response_logits(model, samples, PAD, share_prompts=share), batch["response_ids"],
-                          TEMPERATURE) * batch["mask"]
+    logp = response_logprobs(model, samples, PAD, TEMPERATURE, share_prompts=share)[0] * batch["mask"]
     weights = torch.randn(logp.shape, generator=torch.Generator().manual_seed(1))
     (logp * weights).sum().backward()
     grads = {name: p.grad.clone() for name, p in model.named_parameters()}
@@ -100,8 +98,8 @@ def test_bfloat16_autocast_shared_prompt_stays_close(model):
     samples = make_samples((4, 6))
     batch = collate_responses(samples, PAD)
     with torch.no_grad():
-        full, shared = (token_logprobs(response_logits(model, samples, PAD, "bfloat16", share_prompts=share),
-                                       batch["response_ids"], TEMPERATURE) * batch["mask"] for share in (False, True))
+        full, shared = (response_logprobs(model, samples, PAD, TEMPERATURE, "bfloat16", share_prompts=share)[0]
+                        * batch["mask"] for share in (False, True))
     assert shared.dtype == torch.float32
     torch.testing.assert_close(shared, full, atol=0.1, rtol=0.05)  # bf16 rounding, not a different computation
 

@@ -13,6 +13,7 @@ from deepscaler.algorithms.advantages import (
     mask_truncated,
     overlong_penalty,
 )
+from deepscaler.algorithms.lm_head import lm_head_logprobs
 from deepscaler.algorithms.logprobs import entropy_from_logits, token_logprobs
 from deepscaler.algorithms.losses import (
     AGG_MODES,
@@ -39,6 +40,7 @@ __all__ = [
     "grpo_loss",
     "kl_penalty",
     "lengths_to_mask",
+    "lm_head_logprobs",
     "loss_normalizers",
     "mask_truncated",
     "overlong_penalty",

@@ -1,4 +1,6 @@
-"""Token log-probabilities and entropies from logits, without a (tokens × vocab) float32 copy kept for backward."""
+"""Token log-probabilities and entropies from logits already held, without a (tokens × vocab) float32 copy kept for
+backward. The trainer holds no logits (it goes from hidden states through ``lm_head_logprobs``); these are for logits
+in hand, and the route that bench/bench_logprob_memory.py measures it against."""
 
 from __future__ import annotations
 

@@ -163,8 +163,9 @@ def grpo_loss(
 
     ``is_weights`` (e.g. from ``truncated_is_weights``) reweights only the policy-gradient term, as verl does.
     ``ref_logp`` is needed when ``kl_coef`` ≠ 0; when given, the KL is reported even at coefficient 0. ``entropy``
-    is per token (``entropy_from_logits``). Aggregation arguments as in ``aggregate``. Metrics: the surrogate's,
-    ``pg_loss`` (the policy term alone, aggregated the same way), ``loss``, and ``kl`` / ``entropy`` token means.
+    is per token (``lm_head_logprobs(..., entropy=True)``). Aggregation arguments as in ``aggregate``. Metrics: the
+    surrogate's, ``pg_loss`` (the policy term alone, aggregated the same way), ``loss``, and ``kl`` / ``entropy``
+    token means.
     """
     if kl_coef and ref_logp is None:
         raise ValueError("kl_coef != 0 needs ref_logp")

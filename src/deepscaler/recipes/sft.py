@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from deepscaler.trainer.lean_forward import LeanForward
+from deepscaler.algorithms import lm_head_logprobs
+from deepscaler.trainer.sequences import model_forward
 
 IGNORE = -100
 
@@ -104,17 +105,16 @@ def collate(encoded: Sequence[tuple[list[int], int]], pad_id: int) -> tuple[torc
 
 def response_loss(model: torch.nn.Module, input_ids: torch.Tensor, labels: torch.Tensor, bf16: bool) -> torch.Tensor:
     """Mean next-token cross-entropy over the labelled (response) positions, through the trainer's lean forward
-    where it supports the model (the same numbers as Hugging Face's, faster)."""
+    where it supports the model (the same numbers as Hugging Face's, faster), and the LM head only at those
+    positions, a block of the vocabulary at a time (no logits held)."""
+    forward = model_forward(model, "bfloat16" if bf16 else "float32")
     # Padding is on the right and attention is causal, so real tokens never attend to padding: no mask
     # is needed, and without one attention takes the faster plain-causal kernel.
-    if LeanForward.supports(model):
-        logits = LeanForward(model, "bfloat16" if bf16 else "float32")(input_ids)[0]
-    else:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(input_ids=input_ids).logits
-    shifted = labels[:, 1:]
-    return torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
-                                             shifted.reshape(-1), ignore_index=IGNORE)
+    hidden = forward(input_ids)[0][:, :-1]
+    targets = labels[:, 1:]
+    kept = targets != IGNORE
+    logp, _ = lm_head_logprobs(hidden[kept], forward.head, targets[kept], compute_dtype=forward.dtype)
+    return -logp.mean()
 
 
 def _use_bf16(setting: str) -> bool:

@@ -23,7 +23,9 @@ class ModelConfig:
     # Compute dtype; parameters and optimizer state stay float32 either way. bfloat16 halves the update's time on a
     # CPU with AMX (bench_grpo_step); float32 is the exact default.
     dtype: Literal["float32", "bfloat16"] = "float32"
-    gradient_checkpointing: bool = False  # trade compute for memory on long responses
+    # Trade compute for memory on long responses: each decoder layer recomputed in backward, on the lean forward as on
+    # Hugging Face's. Prompt sharing is off with it.
+    gradient_checkpointing: bool = False
     # The trainer's own forward for Qwen2/Qwen3/Llama/Mistral (trainer/lean_forward.py): same numbers, faster;
     # it holds a fused copy of the weight matrices during each forward. false: Hugging Face's forward.
     lean_forward: bool = True

@@ -1,5 +1,5 @@
-"""The trainer's own forward pass for Qwen2, Qwen3, Llama and Mistral models: the same logits and gradients as
-Hugging Face's forward, from the model's own parameters, in fewer and larger operators.
+"""The trainer's own forward pass for Qwen2, Qwen3, Llama and Mistral models: the same final hidden states (and so
+log-probs) and gradients as Hugging Face's forward, from the model's own parameters, in fewer and larger operators.
 
 An update of a small model on a CPU is its matmuls plus a long tail of short element-wise operators, and with
 bfloat16 autocast also a cast of every weight at every call. Here each forward concatenates q/k/v into one
@@ -8,13 +8,18 @@ the compute dtype once, applies rotary embeddings as one complex multiplication 
 interleaved pairs, which leaves every q·k product unchanged), and lets attention share key/value heads without
 copying them. With bfloat16 the residual stream and the norms stay float32, as under autocast; on a CPU
 attention runs in float32, whose backward is several times faster there than bfloat16's.
-The cost: the fused weights are a second copy of the model's matrices while a forward's graph is alive.
+The cost: the fused weights are a second copy of the model's matrices while a forward's graph is alive. With the
+model's gradient checkpointing on (and the model training) each decoder layer is checkpointed, as Hugging Face does.
+It stops at the final norm: the LM head is applied by `lm_head_logprobs`, which never holds the logits.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from deepscaler.inference.architectures import STATIC_ROPE_TYPES, SUPPORTED_MODEL_TYPES, pair_order, rope_type
 
@@ -29,15 +34,17 @@ class LeanForward:
     def supports(model: torch.nn.Module) -> bool:
         """Whether this class computes exactly what this model's own forward does.
 
-        Not for a model wrapped by DDP or FSDP or with any forward hooks (this forward calls no module), with gradient
-        checkpointing, sliding-window attention, MLP biases, an activation other than SiLU, attention dropout in
-        training, or rotary embeddings whose frequencies depend on the sequence length."""
+        Not for a model wrapped by DDP or FSDP or with any forward hooks (this forward calls no module), with
+        sliding-window attention, MLP biases, an activation other than SiLU, attention dropout in training, or rotary
+        embeddings whose frequencies depend on the sequence length."""
         config = getattr(model, "config", None)
         inner = getattr(model, "model", None)
         if config is None or inner is None or config.model_type not in SUPPORTED_MODEL_TYPES:
             return False
-        if getattr(model, "is_gradient_checkpointing", False) or any(
-                m._forward_hooks or m._forward_pre_hooks for m in model.modules()):  # e.g. FSDP's, which gather shards
+        # Hugging Face's gradient checkpointing hooks the input embeddings to make their output require grad, which
+        # non-reentrant checkpointing does not need: that hook aside, any hook (e.g. FSDP's, which gather shards).
+        benign = {handle.id for handle in getattr(model, "_require_grads_hooks", [])}
+        if any(m._forward_pre_hooks or set(m._forward_hooks) - benign for m in model.modules()):
             return False
         layer_types = getattr(config, "layer_types", None) or []
         sliding = "sliding_attention" in layer_types or (not layer_types and getattr(config, "sliding_window", None))
@@ -68,7 +75,8 @@ class LeanForward:
         self.qkv_order = torch.cat([heads.flatten(), v_rows]).to(self.device)
         self.pairs = pairs.to(self.device)
         self.layers = [self._fuse(layer) for layer in inner.layers]
-        self.lm_head = model.lm_head.weight.to(self.dtype)
+        self.checkpoint = getattr(model, "is_gradient_checkpointing", False) and model.training
+        self.head = model.get_output_embeddings().weight  # cast a block at a time by lm_head_logprobs
 
     def _fuse(self, layer: torch.nn.Module) -> dict[str, torch.Tensor | None]:
         attn, mlp = layer.self_attn, layer.mlp
@@ -95,12 +103,13 @@ class LeanForward:
     def __call__(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
                  mask: torch.Tensor | None = None, prefix: Cache | None = None, keep_cache: bool = False,
                  columns: torch.Tensor | None = None, last_only: bool = False) -> tuple[torch.Tensor, Cache | None]:
-        """Logits (rows, columns, vocab) in the compute dtype, and with keep_cache each layer's keys and values.
+        """Final hidden states (rows, columns, hidden), after the final norm, in the compute dtype, and with
+        keep_cache each layer's keys and values.
 
         position_ids (rows, length) default to 0..length-1; mask (rows, 1, length, keys) is boolean (True:
         attend), or None for plain causal attention; prefix holds keys and values that come before these
-        tokens (and needs a mask); columns (rows, k) picks the positions whose logits are computed, last_only
-        the last one (default: all)."""
+        tokens (and needs a mask); columns (rows, k) picks the positions returned, last_only the last one
+        (default: all)."""
         if prefix is not None and mask is None:
             raise ValueError("a prefix needs an explicit mask (causal attention would align it wrongly)")
         rows, length = input_ids.shape
@@ -111,16 +120,16 @@ class LeanForward:
         embed = self.model.model.embed_tokens
         x = F.embedding(input_ids, embed.weight, padding_idx=embed.padding_idx)
         cache: Cache = []
+        run = partial(checkpoint, self._layer, use_reentrant=False) if self.checkpoint else self._layer
         for index, layer in enumerate(self.layers):
-            x, keys_values = self._layer(layer, x, freqs, mask, prefix[index] if prefix else None)
+            x, keys_values = run(layer, x, freqs, mask, prefix[index] if prefix else None)
             if keep_cache:
                 cache.append(keys_values)
         if last_only:
             x = x[:, -1:]
         elif columns is not None:
             x = x.gather(1, columns[:, :, None].expand(-1, -1, x.shape[-1]))
-        h = self._norm(x, self.model.model.norm.weight).to(self.dtype)
-        return F.linear(h, self.lm_head), cache if keep_cache else None
+        return self._norm(x, self.model.model.norm.weight).to(self.dtype), cache if keep_cache else None
 
     def _layer(self, layer: dict, x: torch.Tensor, freqs: torch.Tensor, mask: torch.Tensor | None,
                prefix: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, tuple]:

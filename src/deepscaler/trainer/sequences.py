@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from deepscaler.algorithms import token_logprobs
+from deepscaler.algorithms import lm_head_logprobs
+from deepscaler.inference.architectures import SUPPORTED_MODEL_TYPES
+from deepscaler.trainer.distributed import unwrap
 from deepscaler.trainer.lean_forward import LeanForward
 
 
@@ -86,7 +88,7 @@ def pack_by_prompt(samples: Seq[Sample], token_budget: int) -> list[list[int]]:
 
 def collate_responses(samples: Seq[Sample], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded per-response tensors: column j of a row is response token j, so `response_ids`, `mask` and
-    the per-token arrays line up with the logits of `response_logits`."""
+    the per-token arrays line up with the log-probs of `response_logprobs`."""
     width = max(1, max(len(s.response) for s in samples))
     rows = len(samples)
     response_ids = torch.full((rows, width), pad_id, dtype=torch.long)
@@ -107,12 +109,12 @@ def collate_responses(samples: Seq[Sample], pad_id: int) -> dict[str, torch.Tens
 
 
 def can_share_prompts(model: torch.nn.Module) -> bool:
-    """Whether `response_logits(..., share_prompts=True)` is exact and safe for this model.
+    """Whether `response_logprobs(..., share_prompts=True)` is exact and safe for this model.
 
     Not under DDP or FSDP (the shared route makes two forward calls per micro-batch, and those wrappers
     expect one forward per backward, or the same forwards on every rank); not with gradient checkpointing
-    (Hugging Face drops the cache inside checkpointed layers); not with sliding-window layers (the explicit
-    mask built here would override their window)."""
+    (Hugging Face drops the cache inside checkpointed layers; the lean forward, which checkpoints too, keeps
+    the same rule); not with sliding-window layers (the explicit mask built here would override their window)."""
     from torch.distributed.fsdp import FSDPModule
 
     if isinstance(model, (torch.nn.parallel.DistributedDataParallel, FSDPModule)):
@@ -136,30 +138,60 @@ def plan_micro_batches(model: torch.nn.Module, samples: Seq[Sample], token_budge
     return share, (pack_by_prompt if share else pack)(samples, token_budget)
 
 
-def response_logits(model: torch.nn.Module, samples: Seq[Sample], pad_id: int, compute_dtype: str = "float32",
-                    share_prompts: bool = False, lean: bool = True) -> torch.Tensor:
-    """Float32 logits (rows, longest response, V) on the model's device: [i, j] predicts response token j of
-    sample i (columns past a response's end are padding). bfloat16 compute keeps the parameters (and the
-    optimizer's view of them) float32.
+def response_logprobs(model: torch.nn.Module, samples: Seq[Sample], pad_id: int, temperature: float,
+                      compute_dtype: str = "float32", share_prompts: bool = False, lean: bool = True,
+                      entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Float32 log-probs (rows, longest response) on the model's device: [i, j] is that of response token j of
+    sample i under softmax(logits / temperature), 0 past a response's end; with entropy, also the entropy of each
+    of those distributions (else None). The logits are never held: the final hidden states of the response tokens
+    go through the LM head a block of the vocabulary at a time (`lm_head_logprobs`). bfloat16 compute keeps the
+    parameters (and the optimizer's view of them) float32.
 
     share_prompts: run each distinct prompt once and let its samples' responses attend to its keys and values
     (see `can_share_prompts`); the same numbers as the plain route up to float rounding, with the prompt's
     share of the forward and backward done once per group instead of once per sample.
     lean: use the trainer's own forward (lean_forward.py) where it supports the model, else Hugging Face's."""
-    forward = (LeanForward(model, compute_dtype) if lean and LeanForward.supports(model)
-               else HFForward(model, compute_dtype))
+    forward = model_forward(model, compute_dtype, lean)
     width = max(1, max(len(s.response) for s in samples))
-    route = _shared_prompt_logits if share_prompts else _full_sequence_logits
-    return route(forward, samples, pad_id, width).float()
+    route = _shared_prompt_hidden if share_prompts else _full_sequence_hidden
+    hidden = route(forward, samples, pad_id, width)
+    lengths = torch.tensor([len(s.response) for s in samples], device=forward.device)
+    mask = torch.arange(width, device=forward.device) < lengths[:, None]
+    tokens = torch.tensor([t for s in samples for t in s.response], dtype=torch.long, device=forward.device)
+    logp, entropies = lm_head_logprobs(hidden[mask], forward.head, tokens, temperature, entropy=entropy,
+                                       compute_dtype=forward.dtype)
+    return _spread(mask, logp), None if entropies is None else _spread(mask, entropies)
+
+
+def _spread(mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """One value per true entry of mask (in row-major order) laid out in mask's shape, zeros elsewhere."""
+    return values.new_zeros(mask.shape).masked_scatter(mask, values)
+
+
+def model_forward(model: torch.nn.Module, compute_dtype: str = "float32",
+                  lean: bool = True) -> LeanForward | HFForward:
+    """The trainer's own forward (lean_forward.py) where asked for and supported by the model, else Hugging Face's."""
+    return (LeanForward(model, compute_dtype) if lean and LeanForward.supports(model)
+            else HFForward(model, compute_dtype))
 
 
 class HFForward:
-    """A model's own forward (any model, DDP and FSDP wrappers included), under autocast for bfloat16; called
-    like `LeanForward`."""
+    """A model's own forward (DDP and FSDP wrappers included), under autocast for bfloat16, stopped before the LM
+    head; called like `LeanForward`. For the families whose logits are the LM head applied to the decoder's
+    output (the lean forward's, trainer/lean_forward.py), whatever the model's settings."""
 
     def __init__(self, model: torch.nn.Module, compute_dtype: str = "float32") -> None:
-        self.model, self.bfloat16 = model, compute_dtype == "bfloat16"
+        model_type = getattr(getattr(unwrap(model), "config", None), "model_type", None)
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise ValueError(f"the trainer supports {', '.join(SUPPORTED_MODEL_TYPES)} models, not {model_type!r}")
+        self.model, self.dtype = model, torch.bfloat16 if compute_dtype == "bfloat16" else torch.float32
         self.device = next(model.parameters()).device
+
+    @property
+    def head(self) -> torch.Tensor:
+        """The LM head's weight, read after the forward: FSDP's root module keeps its parameters gathered from its
+        forward to its backward, so under FSDP too this is the whole weight, and its gradient is reduced as usual."""
+        return unwrap(self.model).get_output_embeddings().weight
 
     def __call__(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
                  mask: torch.Tensor | None = None, prefix: list | None = None, keep_cache: bool = False,
@@ -167,18 +199,28 @@ class HFForward:
         from transformers import DynamicCache
 
         cache = DynamicCache(ddp_cache_data=prefix) if prefix is not None else None
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bfloat16):
-            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
-                             past_key_values=cache, use_cache=keep_cache or cache is not None,
-                             logits_to_keep=1 if last_only else 0)
-        logits = out.logits
-        if columns is not None and not last_only:
-            logits = logits.gather(1, columns[:, :, None].expand(-1, -1, logits.shape[-1]))
+        # The model's own forward runs (so DDP's and FSDP's hooks do) and keeps no logits; the decoder's output,
+        # the final hidden state, is taken by a hook for the time of the call.
+        captured: list[torch.Tensor] = []
+        decoder = unwrap(self.model).get_decoder()
+        hook = decoder.register_forward_hook(lambda module, args, out: captured.append(out.last_hidden_state))
+        try:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
+                out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
+                                 past_key_values=cache, use_cache=keep_cache or cache is not None,
+                                 logits_to_keep=torch.empty(0, dtype=torch.long, device=self.device))
+        finally:
+            hook.remove()
+        hidden = captured[0]
+        if last_only:
+            hidden = hidden[:, -1:]
+        elif columns is not None:
+            hidden = hidden.gather(1, columns[:, :, None].expand(-1, -1, hidden.shape[-1]))
         kept = [(layer.keys, layer.values) for layer in out.past_key_values.layers] if keep_cache else None
-        return logits, kept
+        return hidden, kept
 
 
-def _full_sequence_logits(forward: HFForward | LeanForward, samples: Seq[Sample], pad_id: int,
+def _full_sequence_hidden(forward: HFForward | LeanForward, samples: Seq[Sample], pad_id: int,
                           width: int) -> torch.Tensor:
     """One forward over each whole prompt + response, right-padded, keeping the response columns."""
     device = forward.device
@@ -222,10 +264,10 @@ def prefix_causal_mask(prefix_pads: torch.Tensor, prefix_length: int, length: in
     return torch.cat([prefix, causal], dim=-1)[:, None]
 
 
-def _shared_prompt_logits(forward: HFForward | LeanForward, samples: Seq[Sample], pad_id: int,
+def _shared_prompt_hidden(forward: HFForward | LeanForward, samples: Seq[Sample], pad_id: int,
                           width: int) -> torch.Tensor:
-    """Two forwards: the distinct prompts (left-padded, so each ends in the last column and its last logits
-    predict the first response token), then all responses against their prompt's cached keys and values,
+    """Two forwards: the distinct prompts (left-padded, so each ends in the last column and its last hidden
+    state predicts the first response token), then all responses against their prompt's cached keys and values,
     copied per sample with index_select (whose backward sums the samples' gradients into the one prompt)."""
     device = forward.device
     prompts, owner = prompt_layout(samples)
@@ -260,7 +302,7 @@ def fill_logprobs(model: torch.nn.Module, samples: Seq[Sample], attribute: str, 
                   token_budget: int, pad_id: int, compute_dtype: str = "float32", lockstep: bool = False,
                   lean: bool = True) -> None:
     """Set `sample.<attribute>` (one value per response token) for every sample, micro-batch by micro-batch
-    (`lean` as in `response_logits`).
+    (`lean` as in `response_logprobs`).
 
     lockstep: every rank runs as many forward passes as the rank with the most micro-batches (an FSDP
     model gathers its parameters in each forward, a collective), padding with one-token passes."""
@@ -275,9 +317,8 @@ def fill_logprobs(model: torch.nn.Module, samples: Seq[Sample], attribute: str, 
             model(input_ids=torch.full((1, 1), pad_id, dtype=torch.long, device=device), use_cache=False)
     for indices in batches:
         chunk = [samples[i] for i in indices]
-        batch = collate_responses(chunk, pad_id)
-        logits = response_logits(model, chunk, pad_id, compute_dtype, share_prompts=share, lean=lean)
-        logp = token_logprobs(logits, batch["response_ids"].to(logits.device), temperature).cpu()
+        logp = response_logprobs(model, chunk, pad_id, temperature, compute_dtype, share_prompts=share,
+                                 lean=lean)[0].cpu()
         for row, sample in enumerate(chunk):
-            setattr(sample, attribute, logp[row, : len(sample.response)].float().clone())
+            setattr(sample, attribute, logp[row, : len(sample.response)].clone())
     model.train(was_training)

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 import torch
 from torch.distributed.tensor import DTensor
 
-from deepscaler.algorithms import entropy_from_logits, grpo_loss, token_logprobs, truncated_is_weights
+from deepscaler.algorithms import grpo_loss, truncated_is_weights
 from deepscaler.trainer import distributed as dist
 from deepscaler.trainer.config import TrainConfig
-from deepscaler.trainer.sequences import Sample, collate_responses, plan_micro_batches, response_logits
+from deepscaler.trainer.sequences import Sample, collate_responses, plan_micro_batches, response_logprobs
 
 
 def minibatch_groups(num_groups: int, mini_batches: int, seed: int) -> list[list[int]]:
@@ -93,15 +93,14 @@ def _micro_step(
     algo = config.algorithm
     device = next(model.parameters()).device
     on_policy = chunk[0].old_logp is None  # a single update per step: the old policy is the current one
-    logits = response_logits(model, chunk, pad_id, config.model.dtype, share_prompts=share_prompts,
-                             lean=config.model.lean_forward)
+    logp, entropy = response_logprobs(model, chunk, pad_id, temperature, config.model.dtype,
+                                      share_prompts=share_prompts, lean=config.model.lean_forward,
+                                      entropy=bool(algo.entropy_coef))
     batch = {key: value.to(device) for key, value in collate_responses(chunk, pad_id).items()}
     mask = batch["mask"]
     if algo.mask_truncated:
         mask = mask * torch.tensor([0.0 if s.truncated else 1.0 for s in chunk], device=device).unsqueeze(1)
-    logp = token_logprobs(logits, batch["response_ids"], temperature)
     old_logp = logp.detach() if on_policy else batch["old_logp"]
-    entropy = entropy_from_logits(logits, temperature) if algo.entropy_coef else None
     is_weights = None
     if algo.is_correction:
         is_weights, _ = truncated_is_weights(old_logp, batch["rollout_logp"], mask, cap=algo.is_cap)
