@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import resource
+import sys
 import time
 from array import array
 from collections.abc import Iterator
@@ -185,10 +186,22 @@ def prepare(inputs: list[str], out: str | Path, settings: Settings | None = None
         report.notes["near-identical problems kept because their answers differ"] = run.near.rejected
     report.output = {"path": str(out), "layout": settings.layout, "rows": count}
     report.seconds = time.perf_counter() - started
-    report.peak_memory_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report.peak_memory_mb = _peak_memory_mb()
     stem = out.name[: -len(out.suffix)] if out.suffix else out.name
     report.write(report_dir if report_dir is not None else out.parent, stem)
     return report
+
+
+def _peak_memory_mb() -> float:
+    """This process's peak resident memory. On Linux from /proc (VmHWM, this program's own): getrusage's
+    ru_maxrss keeps the peak of whatever process started this one, since Linux carries it across exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
 def _read(run: _Run, file: int, spec: str, stream: Iterator[tuple[int, Any]], sink: Writer | Spool,
