@@ -4,7 +4,7 @@ The kernels only make the built-in engine faster, and Numba and llvmlite change 
 releases (llvmlite 0.50 dropped an argument attention.py used to pass). A version this code has not met
 must cost speed, not a run. So the first caller imports the kernels, compiles each and runs it on a tiny
 input, and checks the attention against PyTorch's; if anything fails, callers keep PyTorch's operators
-and one warning per process says why.
+and one warning says why (per process, and per head layout for the attention).
 """
 
 from __future__ import annotations
