@@ -289,9 +289,23 @@ class _Scalars:
         self._sympy = None
 
     def equal(self, a: Node, b: Node) -> bool:
+        """Value equality; a value refused as too large or undefined equals only the very same tree.
+
+        Refusing per pair rather than for the whole answer keeps a set that holds such a value equal
+        to its own reorderings, as it is to its own text.
+        """
+        if a == b:
+            return True
         if a[0] == "text" or b[0] == "text":
-            return a == b
-        return any(self._equal_values(x, y) for x in _percent_readings(a) for y in _percent_readings(b))
+            return False
+        for x in _percent_readings(a):
+            for y in _percent_readings(b):
+                try:
+                    if self._equal_values(x, y):
+                        return True
+                except (TooBig, Undefined, ZeroDivisionError):
+                    continue
+        return False
 
     def _equal_values(self, a: Node, b: Node) -> bool:
         infinities = (_infinity_sign(a), _infinity_sign(b))

@@ -1,7 +1,8 @@
 """Give a parsed scalar a value, with exact rationals (fast, in-process) or SymPy (everything else).
 
 Both backends refuse work whose size cannot be bounded before it starts: power towers, huge
-factorials, numbers with more than MAX_DIGITS digits.
+factorials, numbers with more than MAX_DIGITS digits (see sizes.py for how the rational one keeps
+every value it builds under that bound).
 """
 
 from __future__ import annotations
@@ -10,18 +11,15 @@ import math
 from fractions import Fraction
 from typing import Any
 
+from deepscaler.reward import sizes
 from deepscaler.reward.latex import Node
+from deepscaler.reward.sizes import MAX_BITS, MAX_DIGITS, MAX_FACTORIAL, TooBig
 
-MAX_DIGITS = 5000
-MAX_FACTORIAL = 1000
+__all__ = ["MAX_DIGITS", "NeedsSymbolic", "RationalBackend", "SympyBackend", "TooBig", "Undefined"]
 
 
 class NeedsSymbolic(Exception):
     """The rational backend cannot decide this value; SymPy must."""
-
-
-class TooBig(ValueError):
-    """The value would be too large to compute in bounded time; the answer is refused."""
 
 
 class Undefined(ValueError):
@@ -29,7 +27,16 @@ class Undefined(ValueError):
 
 
 def _check_power_size(base: Any, exponent: Any) -> None:
-    """Refuse base**exponent when its size (in digits) would pass MAX_DIGITS, before computing it."""
+    """Refuse base**exponent when its size would pass the bound, before computing it.
+
+    An exact rational base is sized by its numerator and denominator (1.0001 = 10001/10000 grows
+    14 bits per unit of exponent though its logarithm is tiny); any other base by its magnitude.
+    """
+    if isinstance(base, Fraction) or getattr(base, "is_Rational", False):
+        exact = Fraction(int(base.numerator), int(base.denominator))
+        if sizes.power_bits(exact, _magnitude(exponent)) > MAX_BITS:
+            raise TooBig("power too large")
+        return
     digits_per_unit = abs(_log10_magnitude(base))
     if digits_per_unit == 0 or exponent == 0:
         return
@@ -38,16 +45,7 @@ def _check_power_size(base: Any, exponent: Any) -> None:
 
 
 def _log10_magnitude(value: Any) -> float:
-    """log10 |value|, from bit lengths for exact rationals so that no float ever overflows."""
-    if value == 0:
-        return 0.0
-    if isinstance(value, Fraction) or getattr(value, "is_Rational", False):
-        numerator, denominator = abs(int(value.numerator)), int(value.denominator)
-        if numerator == denominator:
-            return 0.0
-        if max(numerator.bit_length(), denominator.bit_length()) < 1000:
-            return math.log10(numerator / denominator)
-        return (numerator.bit_length() - denominator.bit_length()) * math.log10(2)
+    """log10 |value| of a non-rational number (pi, e); -inf for 0."""
     return math.log10(_magnitude(value)) if _magnitude(value) > 0 else -math.inf
 
 
@@ -69,23 +67,47 @@ def _base_numeral(digits: str, base: Fraction) -> int:
 
 
 class RationalBackend:
-    """Exact rationals with Python's Fraction. Raises NeedsSymbolic for anything irrational or symbolic."""
+    """Exact rationals with Python's Fraction. Raises NeedsSymbolic for anything irrational or symbolic.
+
+    Every value it builds stays within sizes.MAX_BITS, so each step costs a bounded amount. Each node
+    is valued once per backend: comparing two sets element by element asks for the same values again.
+    """
+
+    def __init__(self) -> None:
+        # id(node) -> (node, value or the refusal); the node is kept so that its id is never reused
+        self._known: dict[int, tuple[Node, Fraction | tuple[type, tuple]]] = {}
 
     def evaluate(self, node: Node) -> Fraction:
+        known = self._known.get(id(node))
+        if known is None or known[0] is not node:
+            try:
+                known = (node, self._evaluate(node))
+            except (NeedsSymbolic, TooBig, Undefined) as error:
+                known = (node, (type(error), error.args))
+            self._known[id(node)] = known
+        if isinstance(known[1], tuple):
+            kind, args = known[1]
+            raise kind(*args)
+        return known[1]
+
+    def _evaluate(self, node: Node) -> Fraction:
         tag = node[0]
         if tag == "num":
-            return node[1]
+            return sizes.bounded(node[1])
         if tag == "neg":
             return -self.evaluate(node[1])
         if tag == "add":
-            return sum((self.evaluate(term) for term in node[1]), Fraction(0))
+            total = Fraction(0)
+            for term in node[1]:
+                total = sizes.bounded(total + self.evaluate(term))
+            return total
         if tag == "mul":
-            return self.evaluate(node[1]) * self.evaluate(node[2])
+            return sizes.bounded(self.evaluate(node[1]) * self.evaluate(node[2]))
         if tag == "div":
             denominator = self.evaluate(node[2])
             if denominator == 0:
                 raise Undefined("division by zero")
-            return self.evaluate(node[1]) / denominator
+            return sizes.bounded(self.evaluate(node[1]) / denominator)
         if tag == "pow":
             return self._power(self.evaluate(node[1]), self.evaluate(node[2]))
         if tag == "root":
@@ -94,14 +116,12 @@ class RationalBackend:
             n = self.evaluate(node[1])
             if n.denominator != 1 or n < 0:
                 raise NeedsSymbolic
-            if n > MAX_FACTORIAL:
-                raise TooBig("factorial too large")
-            return Fraction(math.factorial(int(n)))
+            return sizes.factorial(int(n))
         if tag == "binom":
             n, k = self.evaluate(node[1]), self.evaluate(node[2])
-            if n.denominator != 1 or k.denominator != 1 or n < 0 or k < 0 or n > MAX_DIGITS:
+            if n.denominator != 1 or k.denominator != 1 or n < 0 or k < 0:
                 raise NeedsSymbolic
-            return Fraction(math.comb(int(n), int(k)))
+            return sizes.binomial(int(n), int(k))
         if tag == "abs":
             return abs(self.evaluate(node[1]))
         if tag == "floor":
@@ -117,10 +137,9 @@ class RationalBackend:
         if exponent.denominator != 1:
             root = RationalBackend._root(base, Fraction(exponent.denominator))
             return RationalBackend._power(root, Fraction(exponent.numerator))
-        _check_power_size(base, exponent)
         if base == 0 and exponent < 0:
             raise Undefined("division by zero")
-        return base ** int(exponent)
+        return sizes.power(base, int(exponent))
 
     @staticmethod
     def _root(radicand: Fraction, degree: Fraction) -> Fraction:

@@ -3,7 +3,8 @@
 It turns a normalized answer into a tree of plain tuples, `(tag, *children)`; it never evaluates or
 executes anything, and anything outside the grammar is a `ParseError`. Tags:
 
-    num (Fraction)     sym (name)        const ("pi" | "e" | "i" | "inf")    text (words)
+    num (Fraction)     sym (name)        const ("pi" | "e" | "i" | "inf")
+    text (words; or the tokens of a set or list element the grammar refuses)
     add [terms]        neg x             mul a b          div a b           pow base exp
     root x n           func name [args]  fact x           binom n k         abs x | floor x | ceil x
     base digits b      percent x         pm a b  (a ± b)
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+
+from deepscaler.reward import sizes
 
 Node = tuple
 
@@ -41,6 +44,8 @@ _RELATIONS = {"=": "=", "<": "<", ">": ">", "\\leq": "<=", "\\geq": ">=", "\\neq
 _ACCENTS = {"\\dot", "\\ddot", "\\hat", "\\bar", "\\vec", "\\tilde"}
 _MATRIX_ENVS = {"pmatrix", "bmatrix", "Bmatrix", "matrix", "smallmatrix", "array"}
 _CLOSERS = {"(": ")", "[": "]"}
+_OPENERS = {"(", "[", "{", "\\{", "\\langle", "\\lfloor", "\\lceil", "\\begin"}
+_CLOSING = {")", "]", "}", "\\}", "\\rangle", "\\rfloor", "\\rceil", "\\end"}
 MAX_LIST_ITEMS = 200
 
 
@@ -93,19 +98,50 @@ class _Parser:
 
     # -- grammar -------------------------------------------------------------------------------------
     def answer(self) -> Node:
-        items = self.items(("end",))
-        return items[0] if len(items) == 1 else ("list", items)
+        items = self.items(("end",), elements=True)
+        if len(items) == 1:
+            if items[0][0] == "text":  # one refused expression is no list: the answer does not parse
+                raise ParseError(f"unexpected {items[0][1]!r}")
+            return items[0]
+        return ("list", items)
 
-    def items(self, closers: tuple[str, ...]) -> list[Node]:
-        if self.peek()[1] in closers or self.peek()[0] in closers:
+    def items(self, closers: tuple[str, ...], elements: bool = False) -> list[Node]:
+        """Comma-separated items up to a closer; `elements` for a set or list, whose order is free."""
+        if self._at_closer(closers):
             return []
-        items = [self.relation()]
+        read = (lambda: self.element(closers)) if elements else self.relation
+        items = [read()]
         while self.at(",", ";"):
             self.take()
-            items.append(self.relation())
+            items.append(read())
             if len(items) > MAX_LIST_ITEMS:
                 raise ParseError("too many items")
         return items
+
+    def _at_closer(self, closers: tuple[str, ...]) -> bool:
+        return self.peek()[1] in closers or self.peek()[0] in closers
+
+    def element(self, closers: tuple[str, ...]) -> Node:
+        """One element of a set or list; an element the grammar refuses is kept as its text.
+
+        So a set holding such an element still equals its own reorderings (the refused element
+        equals only the same text, the others compare by value), rather than equal to itself only
+        when the whole string is identical.
+        """
+        start = self.pos
+        try:
+            node = self.relation()
+            if self.at(",", ";") or self._at_closer(closers):
+                return node
+        except ValueError:  # a ParseError, or a literal too large to build (sizes.TooBig)
+            pass
+        self.pos, depth = start, 0
+        while not (depth == 0 and (self.at(",", ";") or self._at_closer(closers))) and self.peek()[0] != "end":
+            value = self.take()[1]
+            depth += (value in _OPENERS) - (value in _CLOSING)
+            if depth < 0:
+                raise ParseError(f"unbalanced {value!r}")
+        return ("text", " ".join(value for _, value in self.tokens[start : self.pos]))
 
     def relation(self) -> Node:
         if self.peek()[0] == "letter" and self.peek(1)[1] == "\\in":  # "x \in [1, 2]" is the set itself
@@ -200,7 +236,7 @@ class _Parser:
         kind, value = self.peek()
         if kind == "num":
             self._split_number()
-            return ("num", Fraction(self.take()[1]))
+            return ("num", sizes.literal(self.take()[1]))
         return self.atom()
 
     def _split_number(self) -> None:
@@ -229,7 +265,7 @@ class _Parser:
             self.pos -= 1
             return self.group()
         if value == "\\{":
-            items = self.items(("\\}",))
+            items = self.items(("\\}",), elements=True)
             self.expect("\\}")
             return ("set", items)
         if value == "|":
@@ -241,7 +277,7 @@ class _Parser:
         raise ParseError(f"unexpected {value!r}")
 
     def number(self, literal: str) -> Node:
-        value = Fraction(literal)
+        value = sizes.literal(literal)  # a huge exponent (1e999999999) is refused here, never built
         while self.at("'"):  # 0.003'' (arcseconds), 5' (feet): a unit mark
             self.take()
         if "." in literal and self.at("\\overline"):  # 0.1\overline{6}: a repeating tail
