@@ -8,6 +8,7 @@ when that is not enough; with symbolic=True it also uses SymPy. The public, time
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -265,9 +266,16 @@ def _same_ordered(xs: list[Node], ys: list[Node], scalars: _Scalars) -> bool:
 
 
 def _same_unordered(xs: list[Node], ys: list[Node], scalars: _Scalars) -> bool:
-    """Multiset equality under `_same` (greedy matching is exact here: equality is transitive)."""
+    """Multiset equality under `_same` (greedy matching is exact here: equality is transitive).
+
+    Plain exact numbers, the usual elements, are matched by counting values: linear, where matching
+    pair by pair is quadratic (200 elements against their reversal took 0.16 s that way).
+    """
     if len(xs) != len(ys):
         return False
+    counts = scalars.value_counts(xs), scalars.value_counts(ys)
+    if counts[0] is not None and counts[1] is not None:
+        return counts[0] == counts[1]
     remaining = list(ys)
     for x in xs:
         for index, y in enumerate(remaining):
@@ -287,6 +295,19 @@ class _Scalars:
         self.symbolic = symbolic
         self.rational = RationalBackend()
         self._sympy = None
+        self._readings: dict[int, tuple[Node, list[Node]]] = {}  # as in RationalBackend: made once
+
+    def value_counts(self, items: list[Node]) -> Counter | None:
+        """How often each value occurs, when every item is a plain exact number; else None."""
+        counts: Counter = Counter()
+        for item in items:
+            if item[0] in _STRUCTURES or item[0] in ("percent", "text"):
+                return None
+            try:
+                counts[self.rational.evaluate(item)] += 1
+            except (NeedsSymbolic, TooBig, Undefined, ZeroDivisionError):
+                return None
+        return counts
 
     def equal(self, a: Node, b: Node) -> bool:
         """Value equality; a value refused as too large or undefined equals only the very same tree.
@@ -298,8 +319,8 @@ class _Scalars:
             return True
         if a[0] == "text" or b[0] == "text":
             return False
-        for x in _percent_readings(a):
-            for y in _percent_readings(b):
+        for x in self._percent_readings(a):
+            for y in self._percent_readings(b):
                 try:
                     if self._equal_values(x, y):
                         return True
@@ -326,6 +347,12 @@ class _Scalars:
         if a[1] == ["="] and b[1] == ["="]:
             return self._symbolic_required().same_equation(a[2], b[2])
         return a[1] != b[1] and all(self.equal(x, y) for x, y in zip(a[2], reversed(b[2]), strict=False))
+
+    def _percent_readings(self, node: Node) -> list[Node]:
+        known = self._readings.get(id(node))
+        if known is None or known[0] is not node:
+            known = self._readings[id(node)] = (node, _percent_readings(node))
+        return known[1]
 
     def _symbolic_required(self):
         if not self.symbolic:

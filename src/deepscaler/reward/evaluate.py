@@ -69,11 +69,13 @@ def _base_numeral(digits: str, base: Fraction) -> int:
 class RationalBackend:
     """Exact rationals with Python's Fraction. Raises NeedsSymbolic for anything irrational or symbolic.
 
-    Every value it builds stays within sizes.MAX_BITS, so each step costs a bounded amount. Each node
-    is valued once per backend: comparing two sets element by element asks for the same values again.
+    Every value it builds stays within sizes.MAX_BITS, and all its steps together within one
+    sizes.Work budget, so one backend (one comparison) costs a bounded time. Each node is valued once
+    per backend: comparing two sets element by element asks for the same values again.
     """
 
     def __init__(self) -> None:
+        self.work = sizes.Work()
         # id(node) -> (node, value or the refusal); the node is kept so that its id is never reused
         self._known: dict[int, tuple[Node, Fraction | tuple[type, tuple]]] = {}
 
@@ -99,15 +101,18 @@ class RationalBackend:
         if tag == "add":
             total = Fraction(0)
             for term in node[1]:
-                total = sizes.bounded(total + self.evaluate(term))
+                value = self.evaluate(term)
+                self.work.charge(max(sizes.bits(total), sizes.bits(value)))
+                total = sizes.bounded(total + value)
             return total
-        if tag == "mul":
-            return sizes.bounded(self.evaluate(node[1]) * self.evaluate(node[2]))
-        if tag == "div":
-            denominator = self.evaluate(node[2])
-            if denominator == 0:
+        if tag in ("mul", "div"):
+            left, right = self.evaluate(node[1]), self.evaluate(node[2])
+            self.work.charge(max(sizes.bits(left), sizes.bits(right)))
+            if tag == "mul":
+                return sizes.bounded(left * right)
+            if right == 0:
                 raise Undefined("division by zero")
-            return sizes.bounded(self.evaluate(node[1]) / denominator)
+            return sizes.bounded(left / right)
         if tag == "pow":
             return self._power(self.evaluate(node[1]), self.evaluate(node[2]))
         if tag == "root":
@@ -116,36 +121,35 @@ class RationalBackend:
             n = self.evaluate(node[1])
             if n.denominator != 1 or n < 0:
                 raise NeedsSymbolic
-            return sizes.factorial(int(n))
+            return sizes.factorial(int(n), self.work)
         if tag == "binom":
             n, k = self.evaluate(node[1]), self.evaluate(node[2])
             if n.denominator != 1 or k.denominator != 1 or n < 0 or k < 0:
                 raise NeedsSymbolic
-            return sizes.binomial(int(n), int(k))
+            return sizes.binomial(int(n), int(k), self.work)
         if tag == "abs":
             return abs(self.evaluate(node[1]))
-        if tag == "floor":
-            return Fraction(math.floor(self.evaluate(node[1])))
-        if tag == "ceil":
-            return Fraction(math.ceil(self.evaluate(node[1])))
+        if tag in ("floor", "ceil"):
+            value = self.evaluate(node[1])
+            self.work.charge(sizes.bits(value))
+            return Fraction(math.floor(value) if tag == "floor" else math.ceil(value))
         if tag == "base":
             return Fraction(_base_numeral(node[1], self.evaluate(node[2])))
         raise NeedsSymbolic
 
-    @staticmethod
-    def _power(base: Fraction, exponent: Fraction) -> Fraction:
+    def _power(self, base: Fraction, exponent: Fraction) -> Fraction:
         if exponent.denominator != 1:
-            root = RationalBackend._root(base, Fraction(exponent.denominator))
-            return RationalBackend._power(root, Fraction(exponent.numerator))
+            root = self._root(base, Fraction(exponent.denominator))
+            return self._power(root, Fraction(exponent.numerator))
         if base == 0 and exponent < 0:
             raise Undefined("division by zero")
-        return sizes.power(base, int(exponent))
+        return sizes.power(base, int(exponent), self.work)
 
-    @staticmethod
-    def _root(radicand: Fraction, degree: Fraction) -> Fraction:
+    def _root(self, radicand: Fraction, degree: Fraction) -> Fraction:
         """Exact only for perfect powers (sqrt(9/4) = 3/2); anything else is irrational: SymPy's job."""
         if degree.denominator != 1 or degree < 2 or degree > 64 or radicand < 0:
             raise NeedsSymbolic
+        self.work.charge(sizes.bits(radicand))
         n = int(degree)
         parts = []
         for part in (radicand.numerator, radicand.denominator):

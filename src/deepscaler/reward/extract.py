@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 THINK_MODES = ("optional", "required")
 
 # `\boxed{..}` and `\fbox{..}` mark the final answer; `\boxed 5` (no braces) takes one token.
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
+# A command followed by a letter is another command (`\boxedx`), not a box.
+_BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
 
 
 def solution_part(response: str, think: str = "optional") -> str | None:
@@ -30,20 +33,11 @@ def solution_part(response: str, think: str = "optional") -> str | None:
 
 def last_boxed(text: str) -> str | None:
     """Content of the last `\\boxed{...}` / `\\fbox{...}` / `\\boxed x` in text, brace-matched."""
-    start = max(text.rfind(command) for command in _BOX_COMMANDS)
-    while start >= 0:
-        end = _command_end(text, start)
-        if text[start:end] in _BOX_COMMANDS:
-            return _box_content(text, end)  # a broken last box is no answer, not a cue to look earlier
-        start = max(text.rfind(command, 0, start) for command in _BOX_COMMANDS)
-    return None
-
-
-def _command_end(text: str, start: int) -> int:
-    end = start + 1
-    while end < len(text) and text[end].isalpha():
-        end += 1
-    return end
+    last = None
+    for match in _BOX_COMMAND.finditer(text):  # one linear scan: searching back box by box was quadratic
+        last = match
+    # a broken last box is no answer, not a cue to look earlier
+    return None if last is None else _box_content(text, last.end())
 
 
 def _box_content(text: str, i: int) -> str | None:

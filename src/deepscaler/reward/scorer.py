@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import select
 import time
 from collections.abc import Sequence
@@ -21,8 +22,8 @@ class ScoreStats:
     no_answer: int = 0  # no final boxed answer (or reasoning never closed)
     decided_fast: int = 0  # settled in-process with exact rationals
     sent_to_workers: int = 0  # needed SymPy
-    timeouts: int = 0  # over the per-item limit: scored 0
-    over_budget: int = 0  # not graded because the batch budget ran out: scored 0
+    timeouts: int = 0  # over the per-item limit, in-process or in a worker: scored 0
+    over_budget: int = 0  # not graded because the batch budget ran out (in-process or in a worker): scored 0
     worker_restarts: int = 0
     seconds: float = 0.0
 
@@ -45,6 +46,10 @@ class RewardScorer:
     Every item gets at most `timeout` seconds of SymPy time (then scores 0 and counts as a time-out);
     the whole batch gets at most `budget` seconds (items still waiting then score 0). A child that dies
     is replaced and its item graded once more. Use as a context manager, or call close().
+
+    The in-process stage is bounded by construction (see sizes.py), so it cannot be stopped and need
+    not be; it is still timed, and held to the same rules: an item it took longer than `timeout` over
+    scores 0 as a time-out, and once the budget is spent the items left are not looked at.
     """
 
     def __init__(
@@ -78,10 +83,15 @@ class RewardScorer:
         if len(responses) != len(golds):
             raise ValueError(f"{len(responses)} responses but {len(golds)} golds")
         start = time.monotonic()
+        deadline = math.inf if self.budget is None else start + self.budget
         self.stats = stats = ScoreStats(items=len(responses))
         scores = [0.0] * len(responses)
         pending: list[_Job] = []
         for index, (response, gold) in enumerate(zip(responses, golds, strict=False)):
+            item_start = time.monotonic()
+            if item_start >= deadline:
+                stats.over_budget += len(responses) - index
+                break
             try:
                 answer = extract_answer(response, think=self.think)
             except Exception:
@@ -94,27 +104,28 @@ class RewardScorer:
                 decided = fast_equivalent(answer, gold_list)
             except Exception:
                 decided = False
-            if decided is None:
+            if time.monotonic() - item_start > self.timeout:
+                stats.timeouts += 1
+            elif decided is None:
                 pending.append(_Job(index, answer, gold_list))
             else:
                 stats.decided_fast += 1
                 scores[index] = float(decided)
         stats.sent_to_workers = len(pending)
         if pending:
-            self._grade_in_workers(pending, scores, start)
+            self._grade_in_workers(pending, scores, deadline)
         stats.correct = int(sum(scores))
         stats.seconds = time.monotonic() - start
         return scores
 
-    def _grade_in_workers(self, queue: list[_Job], scores: list[float], start: float) -> None:
+    def _grade_in_workers(self, queue: list[_Job], scores: list[float], deadline: float) -> None:
         self._start_workers()
-        deadline = None if self.budget is None else start + self.budget
         queue.reverse()  # pop() from the end keeps input order
         busy: dict[int, tuple[WorkerProcess, _Job]] = {}
         idle = list(self._workers)
         while queue or busy:
             now = time.monotonic()
-            if deadline is not None and now >= deadline:
+            if now >= deadline:
                 self.stats.over_budget += len(queue) + len(busy)
                 for worker, _ in busy.values():
                     self._replace(worker)
@@ -130,9 +141,10 @@ class RewardScorer:
                 except WorkerDied:
                     idle.append(self._replace(worker))
                     self._retry_or_drop(job, queue)
+            if not busy:  # every send failed and the jobs were dropped: nothing left to wait for
+                continue
             wait = min(job.started + self.timeout for _, job in busy.values()) - time.monotonic()
-            if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
+            wait = min(wait, deadline - time.monotonic())
             readable, _, _ = select.select(list(busy), [], [], max(0.0, wait))
             for fileno in readable:
                 worker, job = busy.pop(fileno)

@@ -7,6 +7,10 @@ MAX_BITS bits. The ways a short text names a huge number (a literal's exponent, 
 binomial) have their result size predicted from their inputs and are refused beforehand; sums and
 products of values under the bound cost a few big-integer multiplications and gcds, and their results
 are checked against the bound in turn, so no value ever grows past it.
+
+A bound per value still lets a long answer chain many operations on values of the largest size (a
+product of 1,000 characters of such factors took 0.2 s), so one comparison also gets a work budget,
+`Work`, charged before each operation with its cost in the size of its operands.
 """
 
 from __future__ import annotations
@@ -18,12 +22,28 @@ from fractions import Fraction
 MAX_DIGITS = 5000  # decimal digits of the largest numerator or denominator kept exactly
 MAX_BITS = int(MAX_DIGITS * math.log2(10)) + 1  # the same bound in bits (10**5000 just fits)
 MAX_FACTORIAL = 1000  # 1000! has 2,568 digits
+# Multiplying or dividing (gcd) b-bit numbers costs about (b/64)**2 word operations; one comparison may
+# spend as much as 16 operations on numbers of the largest size (about 0.1 s on one slow core).
+WORK_LIMIT = 16 * (MAX_BITS // 64 + 1) ** 2
 
 _LITERAL = re.compile(r"(?P<whole>\d*)(?:\.(?P<fraction>\d*))?(?:[eE](?P<exponent>[-+]?\d+))?")
 
 
 class TooBig(ValueError):
     """The value would be too large to compute in bounded time; the answer is refused."""
+
+
+class Work:
+    """The arithmetic spent on one comparison, refused (TooBig) once it would pass WORK_LIMIT."""
+
+    def __init__(self) -> None:
+        self.spent = 0
+
+    def charge(self, operand_bits: int) -> None:
+        """Account for one operation on numbers of this many bits, before it is done."""
+        self.spent += (operand_bits // 64 + 1) ** 2
+        if self.spent > WORK_LIMIT:
+            raise TooBig("too much arithmetic")
 
 
 def bits(value: Fraction) -> int:
@@ -66,7 +86,7 @@ def power_bits(base: Fraction, exponent: float) -> float:
     return abs(exponent) * math.log2(largest)
 
 
-def power(base: Fraction, exponent: int) -> Fraction:
+def power(base: Fraction, exponent: int, work: Work) -> Fraction:
     """base**exponent for an integer exponent, refused before it is computed when the result is too large."""
     if base == 0:
         if exponent < 0:
@@ -74,19 +94,23 @@ def power(base: Fraction, exponent: int) -> Fraction:
         return Fraction(int(exponent == 0))
     if abs(base) == 1:  # (-1)**(10**4000): the sign from the parity, no multiplication
         return base if exponent % 2 else Fraction(1)
-    if exponent.bit_length() > 64 or power_bits(base, float(exponent)) > MAX_BITS:
+    predicted = power_bits(base, float(exponent)) if exponent.bit_length() <= 64 else math.inf
+    if predicted > MAX_BITS:
         raise TooBig("power too large")
+    work.charge(int(predicted))
     return base**exponent
 
 
-def factorial(n: int) -> Fraction:
+def factorial(n: int, work: Work) -> Fraction:
     if n > MAX_FACTORIAL:
         raise TooBig("factorial too large")
+    work.charge(int(n * math.log2(n + 1)))
     return Fraction(math.factorial(n))
 
 
-def binomial(n: int, k: int) -> Fraction:
-    """C(n, k) for 0 <= k; its size is at most n bits, so n is what is bounded."""
-    if n > MAX_BITS:
+def binomial(n: int, k: int, work: Work) -> Fraction:
+    """C(n, k) for 0 <= k; at most n bits, but slower to compute than a product of that size."""
+    if n > MAX_DIGITS:
         raise TooBig("binomial too large")
+    work.charge(n)
     return Fraction(math.comb(n, k))
