@@ -273,6 +273,7 @@ def _same_unordered(xs: list[Node], ys: list[Node], scalars: _Scalars) -> bool:
     """
     if len(xs) != len(ys):
         return False
+    xs, ys = _unshared(xs, ys)
     counts = scalars.value_counts(xs), scalars.value_counts(ys)
     if counts[0] is not None and counts[1] is not None:
         return counts[0] == counts[1]
@@ -285,6 +286,34 @@ def _same_unordered(xs: list[Node], ys: list[Node], scalars: _Scalars) -> bool:
         else:
             return False
     return True
+
+
+def _unshared(xs: list[Node], ys: list[Node]) -> tuple[list[Node], list[Node]]:
+    """Both lists less the elements they share as identical trees, which pair off first.
+
+    So a set equals its own reorderings whatever its elements cost to value (one refused as too large
+    equals only itself); pairing identical elements first never loses a matching.
+    """
+    shared = Counter(map(_frozen, xs)) & Counter(map(_frozen, ys))
+    if not shared:
+        return xs, ys
+
+    def rest(items: list[Node]) -> list[Node]:
+        left, kept = Counter(shared), []
+        for item in items:
+            key = _frozen(item)
+            if left[key]:
+                left[key] -= 1
+            else:
+                kept.append(item)
+        return kept
+
+    return rest(xs), rest(ys)
+
+
+def _frozen(node: Node) -> tuple:
+    """A hashable copy of a tree, its lists made tuples (not repr: a 5,000-digit int has no str)."""
+    return tuple(_frozen(child) if isinstance(child, (tuple, list)) else child for child in node)
 
 
 # -- scalars ------------------------------------------------------------------------------------------

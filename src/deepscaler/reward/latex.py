@@ -116,6 +116,8 @@ class _Parser:
             items.append(read())
             if len(items) > MAX_LIST_ITEMS:
                 raise ParseError("too many items")
+        if elements:  # `\{0, \}` is {0}, as normalizing makes `\{0, , 1\}` {0, 1}
+            items = [item for item in items if item != ("text", "")]
         return items
 
     def _at_closer(self, closers: tuple[str, ...]) -> bool:

@@ -72,10 +72,10 @@ def literal(text: str) -> Fraction:
         raise TooBig("exponent too large")
     exponent = int(exponent_text or "0") * (-1 if (match["exponent"] or "").startswith("-") else 1)
     scale = exponent - len(match["fraction"] or "")
-    if len(digits) + abs(scale) > MAX_DIGITS:
+    if abs(scale) > MAX_DIGITS + len(digits):  # 10**scale stays cheap; the exact value is checked below
         raise TooBig("number too large")
     mantissa = int(digits)
-    return Fraction(mantissa * 10**scale) if scale >= 0 else Fraction(mantissa, 10**-scale)
+    return bounded(Fraction(mantissa * 10**scale) if scale >= 0 else Fraction(mantissa, 10**-scale))
 
 
 def power_bits(base: Fraction, exponent: float) -> float:
