@@ -273,10 +273,10 @@ def _same_unordered(xs: list[Node], ys: list[Node], scalars: _Scalars) -> bool:
     """
     if len(xs) != len(ys):
         return False
-    xs, ys = _unshared(xs, ys)
     counts = scalars.value_counts(xs), scalars.value_counts(ys)
     if counts[0] is not None and counts[1] is not None:
         return counts[0] == counts[1]
+    xs, ys = _unshared(xs, ys)
     remaining = list(ys)
     for x in xs:
         for index, y in enumerate(remaining):
@@ -312,8 +312,15 @@ def _unshared(xs: list[Node], ys: list[Node]) -> tuple[list[Node], list[Node]]:
 
 
 def _frozen(node: Node) -> tuple:
-    """A hashable copy of a tree, its lists made tuples (not repr: a 5,000-digit int has no str)."""
-    return tuple(_frozen(child) if isinstance(child, (tuple, list)) else child for child in node)
+    """A hashable copy of a tree, its lists made tuples (not repr: a 5,000-digit int has no str).
+
+    Numbers become (numerator, denominator): hashing a pair of ints is far cheaper than a Fraction.
+    """
+    return tuple(
+        _frozen(child) if isinstance(child, (tuple, list))
+        else (child.numerator, child.denominator) if isinstance(child, Fraction) else child
+        for child in node
+    )
 
 
 # -- scalars ------------------------------------------------------------------------------------------
@@ -333,7 +340,8 @@ class _Scalars:
             if item[0] in _STRUCTURES or item[0] in ("percent", "text"):
                 return None
             try:
-                counts[self.rational.evaluate(item)] += 1
+                value = self.rational.evaluate(item)
+                counts[value.numerator, value.denominator] += 1  # cheaper to hash than the Fraction
             except (NeedsSymbolic, TooBig, Undefined, ZeroDivisionError):
                 return None
         return counts

@@ -70,8 +70,8 @@ class RationalBackend:
     """Exact rationals with Python's Fraction. Raises NeedsSymbolic for anything irrational or symbolic.
 
     Every value it builds stays within sizes.MAX_BITS, and all its steps together within one
-    sizes.Work budget, so one backend (one comparison) costs a bounded time. Each node is valued once
-    per backend: comparing two sets element by element asks for the same values again.
+    sizes.Work budget, so one backend (one comparison) costs a bounded time. `evaluate` values each
+    node once per backend: comparing two sets element by element asks for the same values again.
     """
 
     def __init__(self) -> None:
@@ -80,6 +80,8 @@ class RationalBackend:
         self._known: dict[int, tuple[Node, Fraction | tuple[type, tuple]]] = {}
 
     def evaluate(self, node: Node) -> Fraction:
+        if node[0] == "num":
+            return node[1]
         known = self._known.get(id(node))
         if known is None or known[0] is not node:
             try:
@@ -95,18 +97,18 @@ class RationalBackend:
     def _evaluate(self, node: Node) -> Fraction:
         tag = node[0]
         if tag == "num":
-            return sizes.bounded(node[1])
+            return node[1]  # built by sizes.literal, within the bound
         if tag == "neg":
-            return -self.evaluate(node[1])
+            return -self._evaluate(node[1])
         if tag == "add":
             total = Fraction(0)
             for term in node[1]:
-                value = self.evaluate(term)
+                value = self._evaluate(term)
                 self.work.charge(max(sizes.bits(total), sizes.bits(value)))
                 total = sizes.bounded(total + value)
             return total
         if tag in ("mul", "div"):
-            left, right = self.evaluate(node[1]), self.evaluate(node[2])
+            left, right = self._evaluate(node[1]), self._evaluate(node[2])
             self.work.charge(max(sizes.bits(left), sizes.bits(right)))
             if tag == "mul":
                 return sizes.bounded(left * right)
@@ -114,27 +116,27 @@ class RationalBackend:
                 raise Undefined("division by zero")
             return sizes.bounded(left / right)
         if tag == "pow":
-            return self._power(self.evaluate(node[1]), self.evaluate(node[2]))
+            return self._power(self._evaluate(node[1]), self._evaluate(node[2]))
         if tag == "root":
-            return self._root(self.evaluate(node[1]), self.evaluate(node[2]))
+            return self._root(self._evaluate(node[1]), self._evaluate(node[2]))
         if tag == "fact":
-            n = self.evaluate(node[1])
+            n = self._evaluate(node[1])
             if n.denominator != 1 or n < 0:
                 raise NeedsSymbolic
             return sizes.factorial(int(n), self.work)
         if tag == "binom":
-            n, k = self.evaluate(node[1]), self.evaluate(node[2])
+            n, k = self._evaluate(node[1]), self._evaluate(node[2])
             if n.denominator != 1 or k.denominator != 1 or n < 0 or k < 0:
                 raise NeedsSymbolic
             return sizes.binomial(int(n), int(k), self.work)
         if tag == "abs":
-            return abs(self.evaluate(node[1]))
+            return abs(self._evaluate(node[1]))
         if tag in ("floor", "ceil"):
-            value = self.evaluate(node[1])
+            value = self._evaluate(node[1])
             self.work.charge(sizes.bits(value))
             return Fraction(math.floor(value) if tag == "floor" else math.ceil(value))
         if tag == "base":
-            return Fraction(_base_numeral(node[1], self.evaluate(node[2])))
+            return Fraction(_base_numeral(node[1], self._evaluate(node[2])))
         raise NeedsSymbolic
 
     def _power(self, base: Fraction, exponent: Fraction) -> Fraction:
