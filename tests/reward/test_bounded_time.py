@@ -8,10 +8,13 @@ import json
 import subprocess
 import sys
 import time
+from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from deepscaler.reward import RewardScorer, is_equivalent, math_reward
+from deepscaler.reward import RewardScorer, is_equivalent, math_reward, sizes
 from deepscaler.reward.equivalence import answers_equal
 from deepscaler.reward.grade import fast_equivalent
 
@@ -101,3 +104,22 @@ def test_data_prepare_with_a_huge_answer_finishes(tmp_path):
     assert "1 of 2 rows written" in done.stdout
     kept = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [row["answers"] for row in kept] == [["5"]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(whole=st.text("0123456789", max_size=30), fraction=st.none() | st.text("0123456789", max_size=30),
+       exponent=st.none() | st.integers(-4000, 4000), marker=st.sampled_from(["e", "E", "e+", "E+"]))
+def test_literals_are_read_as_fraction_reads_them(whole, fraction, exponent, marker):
+    text = whole + ("" if fraction is None else "." + fraction)
+    if not (whole or fraction):
+        return
+    if exponent is not None:
+        text += marker.rstrip("+") + str(exponent) if exponent < 0 else marker + str(exponent)
+    assert sizes.literal(text) == Fraction(text)
+
+
+def test_literal_sizes_are_refused_before_they_are_built():
+    for text in ("1e5001", "1e999999999", "0.5e-5001", "9" * 10 + "e4991", "1e" + "9" * 900):
+        with pytest.raises(sizes.TooBig):
+            sizes.literal(text)
+    assert sizes.literal("1e5000") == 10**5000 and sizes.literal("0e99999") == 0
