@@ -67,6 +67,8 @@ def literal(text: str) -> Fraction:
     if match is None or not (match["whole"] or match["fraction"]):
         raise ValueError(f"not a decimal literal: {text!r}")
     digits = match["whole"] + (match["fraction"] or "")
+    if not digits.strip("0"):
+        return Fraction(0)  # 0e999999999 is 0, however large its exponent
     exponent_text = (match["exponent"] or "0").lstrip("+-").lstrip("0")
     if len(exponent_text) > len(str(MAX_DIGITS)):  # also keeps int() off a 900-digit exponent
         raise TooBig("exponent too large")
