@@ -123,3 +123,13 @@ def test_literal_sizes_are_refused_before_they_are_built():
         with pytest.raises(sizes.TooBig):
             sizes.literal(text)
     assert sizes.literal("1e5000") == 10**5000 and sizes.literal("0e99999") == 0
+
+
+def test_a_chain_of_operations_on_the_largest_values_runs_out_of_work():
+    """59 values of 4,772 digits multiplied and divided in turn: each step is in bounds, the whole is not."""
+    factor = "(3^{10000}+1)"
+    chain = factor + f"/{factor}\\cdot {factor}" * 29
+    start = time.monotonic()
+    assert fast_equivalent(chain, [factor]) is False and answers_equal(chain, chain)
+    assert answers_equal(factor + f"/{factor}\\cdot {factor}" * 3, factor)  # a short chain is still valued
+    assert time.monotonic() - start < QUICK

@@ -8,9 +8,10 @@ binomial) have their result size predicted from their inputs and are refused bef
 products of values under the bound cost a few big-integer multiplications and gcds, and their results
 are checked against the bound in turn, so no value ever grows past it.
 
-A bound per value still lets a long answer chain many operations on values of the largest size (a
-product of 1,000 characters of such factors took 0.2 s), so one comparison also gets a work budget,
-`Work`, charged before each operation with its cost in the size of its operands.
+With a bound per value, an operation costs at most about 1 ms (a sum or quotient of two fractions of
+the largest size, on one core here), and 1,000 characters hold about 100 of them. That bound on the
+count rests on how answers are written, so one comparison also gets a work budget, `Work`, charged
+before each operation with its cost in the size of its operands: the bound holds by construction.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ MAX_DIGITS = 5000  # decimal digits of the largest numerator or denominator kept
 MAX_BITS = int(MAX_DIGITS * math.log2(10)) + 1  # the same bound in bits (10**5000 just fits)
 MAX_FACTORIAL = 1000  # 1000! has 2,568 digits
 # Multiplying or dividing (gcd) b-bit numbers costs about (b/64)**2 word operations; one comparison may
-# spend as much as 16 operations on numbers of the largest size (about 0.1 s on one slow core).
-WORK_LIMIT = 16 * (MAX_BITS // 64 + 1) ** 2
+# spend as much as 64 operations on numbers of the largest size (at most about 60 ms here).
+WORK_LIMIT = 64 * (MAX_BITS // 64 + 1) ** 2
 
 _LITERAL = re.compile(r"(?P<whole>\d*)(?:\.(?P<fraction>\d*))?(?:[eE](?P<exponent>[-+]?\d+))?")
 
