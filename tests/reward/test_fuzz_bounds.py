@@ -137,7 +137,7 @@ def test_extraction_and_the_exact_stage_of_a_response_stay_under_the_limit(text,
 
 
 @pytest.mark.slow
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(text=st.one_of(response, symbolic.map(lambda a: f"\\boxed{{{a}}}")), gold_answer=st.one_of(gold, symbolic))
 def test_whole_calls_stay_under_the_limit(text, gold_answer, worker_restart_seconds):
     """Through SymPy as well: at most the limit of work, plus restarting a worker killed at it.
