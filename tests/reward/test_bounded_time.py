@@ -133,3 +133,9 @@ def test_a_chain_of_operations_on_the_largest_values_runs_out_of_work():
     assert fast_equivalent(chain, [factor]) is False and answers_equal(chain, chain)
     assert answers_equal(factor + f"/{factor}\\cdot {factor}" * 3, factor)  # a short chain is still valued
     assert time.monotonic() - start < QUICK
+
+
+def test_an_empty_box_is_no_answer_and_no_exception():
+    """The fuzz found `\\boxed{}` raising IndexError in the exact stage (as a list of nothing)."""
+    assert fast_equivalent("", ["1"]) is False and fast_equivalent("", ["\\emptyset"]) is False
+    assert answers_equal("\\{, \\}", "\\emptyset")  # a set of empty elements is the empty set

@@ -99,6 +99,8 @@ class _Parser:
     # -- grammar -------------------------------------------------------------------------------------
     def answer(self) -> Node:
         items = self.items(("end",), elements=True)
+        if not items:  # an empty box; as a list it would equal the empty set
+            raise ParseError("empty answer")
         if len(items) == 1:
             if items[0][0] == "text":  # one refused expression is no list: the answer does not parse
                 raise ParseError(f"unexpected {items[0][1]!r}")
