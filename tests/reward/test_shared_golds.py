@@ -20,7 +20,7 @@ UNGRADABLE = {
     "8\\!:\\!34 \\text{ p.m.}": "a clock time",
     "05\\!:\\!00": "a clock time",
     "$t(0,4]$": "shorthand for t in (0, 4]",
-    "": "empty (two MATH train rows): gradable, it would reward only an empty box",
+    "": "empty (two MATH train rows): as a gold it would reward only an empty box",
 }
 
 
