@@ -154,7 +154,7 @@ def test_whole_calls_stay_under_the_limit(text, gold_answer, worker_restart_seco
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-@given(elements=st.lists(huge_number, min_size=1, max_size=8), data=st.data())
+@given(elements=st.lists(st.one_of(huge_number, answer, garbled), min_size=1, max_size=6), data=st.data())
 def test_a_set_equals_its_reorderings(elements, data):
     """Whatever its elements (refused, too large, unparsable), a set equals every reordering of itself."""
     shuffled = data.draw(st.permutations(elements))

@@ -32,6 +32,10 @@ _TOKEN = re.compile(
     r"|(?P<letter>[a-zA-Z])"
     r"|(?P<op>[-+*/^_()\[\]{},;:=<>!|'&%])"
     r"|(?P<space>\s+)"
+    # Any other character is a token of its own, which the grammar then refuses where it stands: a
+    # set or list element holding it is refused alone (kept as text), not the whole answer.
+    r"|(?P<other>.)",
+    re.DOTALL,
 )
 _GREEK = set(
     "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi rho sigma "
@@ -44,8 +48,11 @@ _RELATIONS = {"=": "=", "<": "<", ">": ">", "\\leq": "<=", "\\geq": ">=", "\\neq
 _ACCENTS = {"\\dot", "\\ddot", "\\hat", "\\bar", "\\vec", "\\tilde"}
 _MATRIX_ENVS = {"pmatrix", "bmatrix", "Bmatrix", "matrix", "smallmatrix", "array"}
 _CLOSERS = {"(": ")", "[": "]"}
-_OPENERS = {"(", "[", "{", "\\{", "\\langle", "\\lfloor", "\\lceil", "\\begin"}
-_CLOSING = {")", "]", "}", "\\}", "\\rangle", "\\rfloor", "\\rceil", "\\end"}
+# Groups a refused element is skipped over by. Brackets are not among them: intervals such as [0, 1)
+# leave them unbalanced, and a refused element split at its commas is still split the same way
+# wherever it stands.
+_OPENERS = {"{", "\\{", "\\begin"}
+_CLOSING = {"}", "\\}", "\\end"}
 MAX_LIST_ITEMS = 200
 
 
@@ -53,9 +60,7 @@ def tokenize(text: str) -> list[tuple[str, str]]:
     tokens = []
     pos = 0
     while pos < len(text):
-        match = _TOKEN.match(text, pos)
-        if not match:
-            raise ParseError(f"unexpected character {text[pos]!r}")
+        match = _TOKEN.match(text, pos)  # always matches: `other` takes any single character
         kind = match.lastgroup
         if kind != "space":
             tokens.append((kind, match.group()))
