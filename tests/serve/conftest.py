@@ -40,7 +40,7 @@ def running_server(folder: Path, engine: str = "builtin", *extra: str) -> Iterat
             raise RuntimeError(process.stdout.read())
     try:
         yield {"base_url": f"{base}/v1", "health": f"{base}/health", "folder": folder, "api_key": "secret",
-               "port": port, "process": process}
+               "port": port, "process": process, "engine": engine}
     finally:
         if process.poll() is None:
             process.terminate()

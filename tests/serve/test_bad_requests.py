@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -195,3 +197,31 @@ def test_a_body_shorter_than_its_length_times_out(server):
     assert time.monotonic() - start < 8
     sock.close()
     assert_still_serving(server)
+
+
+@pytest.mark.slow  # starts a server of its own on the built-in engine
+def test_sigterm_with_work_in_flight_exits_promptly(server, tiny_folder):
+    if server["engine"] == "builtin":  # the session's server must live on: stop one of our own
+        with running_server(tiny_folder, "builtin") as own:
+            assert_sigterm_exits_promptly(own)
+    else:  # the last test of this module on vLLM: its server may go
+        assert_sigterm_exits_promptly(server)
+
+
+def assert_sigterm_exits_promptly(server: dict) -> None:
+    long = {**OK, "prompt": "count:", "n": 16, "max_tokens": 2000, "temperature": 1.0, "stream": False}
+    replies: list = []
+
+    def ask() -> None:
+        try:
+            replies.append(httpx.post(f"{server['base_url']}/completions", json=long, headers=HEADERS, timeout=60))
+        except httpx.HTTPError as error:
+            replies.append(error)
+
+    threading.Thread(target=ask, daemon=True).start()
+    time.sleep(1.0)  # the generation is in the engine
+    assert not replies, "the generation finished before the signal: make it longer"
+    start = time.monotonic()
+    server["process"].send_signal(signal.SIGTERM)
+    server["process"].wait(timeout=30)
+    assert time.monotonic() - start < 8

@@ -12,6 +12,7 @@ answering, as has a worker thread that died.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import queue
 import threading
@@ -44,6 +45,7 @@ class Batcher:
         self.streams_tokens = "on_token" in inspect.signature(engine.generate).parameters
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._pending = 0  # jobs submitted and not yet resolved
+        self._in_engine = False  # inside engine.generate (possibly for jobs whose clients gave up)
         self._last_progress = time.monotonic()
         self._lock = threading.Lock()
         self._closed = False
@@ -69,8 +71,8 @@ class Batcher:
         if not self._thread.is_alive():
             return "the engine's worker thread has stopped"
         silent = time.monotonic() - self._last_progress
-        if self._pending and silent > self.stall_seconds:
-            return f"the engine has not progressed for {silent:.0f} s with {self._pending} request(s) pending"
+        if (self._pending or self._in_engine) and silent > self.stall_seconds:
+            return f"the engine has not progressed for {silent:.0f} s ({self._pending} request(s) waiting)"
         return None
 
     def close(self, wait_seconds: float = 2.0) -> None:
@@ -121,14 +123,16 @@ class Batcher:
                 self._last_progress = time.monotonic()
                 callback = jobs[request].on_token
                 if callback is not None:
-                    jobs[request].loop.call_soon_threadsafe(callback, index, token)
+                    _call_soon(jobs[request].loop, callback, index, token)
 
             kwargs["on_token"] = on_token
         self._progress()
+        self._in_engine = True
         try:
             results = self.engine.generate([j.prompt_ids for j in jobs], [j.params for j in jobs], **kwargs)
         except Exception as error:  # one bad batch must not take the server down: each request gets the error
             self._progress()
+            self._in_engine = False
             if len(jobs) > 1:  # find the culprit: rerun one by one
                 for job in jobs:
                     self._run([job])
@@ -136,6 +140,7 @@ class Batcher:
             _resolve(jobs[0], error=error)
             return
         self._progress()
+        self._in_engine = False
         for job, outputs in zip(jobs, results):
             _resolve(job, outputs=outputs)
 
@@ -149,4 +154,9 @@ def _resolve(job: Job, outputs: list[CompletionOutput] | None = None, error: Exc
         else:
             job.future.set_result(outputs)
 
-    job.loop.call_soon_threadsafe(finish)
+    _call_soon(job.loop, finish)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable, *args: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # a closed loop (the server is gone): nobody is waiting any more
+        loop.call_soon_threadsafe(callback, *args)
