@@ -194,7 +194,7 @@ def test_a_body_shorter_than_its_length_times_out(server):
     sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer secret\r\n"
                  b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"prompt\": ")
     assert read_status(sock) == 408
-    assert time.monotonic() - start < 8
+    assert time.monotonic() - start < 10
     sock.close()
     assert_still_serving(server)
 
@@ -224,4 +224,4 @@ def assert_sigterm_exits_promptly(server: dict) -> None:
     start = time.monotonic()
     server["process"].send_signal(signal.SIGTERM)
     server["process"].wait(timeout=30)
-    assert time.monotonic() - start < 8
+    assert time.monotonic() - start < 10

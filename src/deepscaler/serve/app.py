@@ -47,6 +47,10 @@ def create_app(llm: Any, model_name: str, api_key: str | None = None, max_batch:
     tokenizer = llm.get_tokenizer()
     engine = llm.engine
     batcher = Batcher(engine, max_batch=max_batch, stall_seconds=timeouts.stall)
+    if not batcher.streams_tokens:
+        # Without token callbacks (vLLM) progress shows only when a whole call ends, which may rightly take as
+        # long as a request may.
+        batcher.stall_seconds = max(timeouts.stall, timeouts.request)
     limits = EngineLimits.of(engine, tokenizer)
 
     @asynccontextmanager

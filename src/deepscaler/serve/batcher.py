@@ -75,7 +75,7 @@ class Batcher:
             return f"the engine has not progressed for {silent:.0f} s ({self._pending} request(s) waiting)"
         return None
 
-    def close(self, wait_seconds: float = 2.0) -> None:
+    def close(self, wait_seconds: float = 1.0) -> None:
         """Stop taking work; a batch in the engine gets `wait_seconds` to finish (a hung engine is left behind:
         the thread is a daemon), and queued requests are refused."""
         self._closed = True
