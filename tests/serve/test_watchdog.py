@@ -17,10 +17,10 @@ BODY = {"model": "tiny", "prompt": "1 + 1 =", "max_tokens": 2}
 
 
 class GatedEngine:
-    """The engine, except that `generate` waits while `gate` is shut."""
+    """The engine, except that `generate` waits while `gate` is shut, and raises `fault` when one is set."""
 
     def __init__(self, engine) -> None:
-        self.inner, self.gate = engine, threading.Event()
+        self.inner, self.gate, self.fault = engine, threading.Event(), None
         self.gate.set()
 
     def __getattr__(self, name: str):
@@ -28,6 +28,8 @@ class GatedEngine:
 
     def generate(self, prompts, params, use_tqdm=False, on_token=None):
         self.gate.wait(timeout=60)
+        if self.fault is not None:
+            raise self.fault
         return self.inner.generate(prompts, params, use_tqdm=use_tqdm, on_token=on_token)
 
 
@@ -37,7 +39,7 @@ def gated(tiny_folder):
     llm.generate("warm up", SamplingParams(max_tokens=2), use_tqdm=False)  # kernels compile on first use
     llm.engine = engine = GatedEngine(llm.engine)
     app = create_app(llm, "tiny", timeouts=Timeouts(request=2.0, stall=0.5))
-    with TestClient(app) as client:
+    with TestClient(app, raise_server_exceptions=False) as client:
         yield client, engine
         engine.gate.set()
     llm.close()
@@ -64,4 +66,15 @@ def test_a_stalled_engine_is_reported_and_recovers(gated):
     while client.get("/health").status_code != 200:
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    assert client.post("/v1/completions", json=BODY).status_code == 200
+
+
+def test_an_unforeseen_engine_fault_is_a_500_in_the_openai_shape(gated):
+    client, engine = gated
+    engine.fault = KeyError("a fault no check foresaw")
+    failed = client.post("/v1/completions", json=BODY)
+    assert failed.status_code == 500
+    assert failed.json() == {"error": {"message": "internal server error (KeyError)", "type": "server_error",
+                                       "param": None, "code": 500}}
+    engine.fault = None
     assert client.post("/v1/completions", json=BODY).status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from deepscaler.cli import MODEL_HELP, REVISION_HELP, UsageError
@@ -34,14 +35,14 @@ def run(args: argparse.Namespace) -> int:
     from deepscaler.serve.app import Timeouts, create_app
     from deepscaler.serve.protocol import header_timeout_protocol
 
+    for flag in ("request_timeout", "read_timeout", "stall_timeout"):  # before the model loads
+        if not 0 < getattr(args, flag) < math.inf:
+            raise UsageError(f"--{flag.replace('_', '-')} must be a positive number of seconds")
     try:
         llm = LLM(model=args.model, revision=args.revision, engine=args.engine, seed=args.seed)
     except (FileNotFoundError, RuntimeError, ValueError, OSError) as error:
         raise UsageError(str(error)) from None
     name = args.served_model_name or Path(args.model).name
-    for flag in ("request_timeout", "read_timeout", "stall_timeout"):
-        if not getattr(args, flag) > 0:
-            raise UsageError(f"--{flag.replace('_', '-')} must be a positive number of seconds")
     timeouts = Timeouts(request=args.request_timeout, body_idle=args.read_timeout,
                         body_total=max(60.0, args.read_timeout), stall=args.stall_timeout)
     app = create_app(llm, name, api_key=args.api_key, max_batch=args.max_batch, timeouts=timeouts)
