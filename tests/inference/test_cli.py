@@ -105,3 +105,11 @@ def test_missing_model_fails_in_one_line(tmp_path: Path) -> None:
     run = cli("generate", "--model", str(tmp_path / "nope"), "--prompt", "x")
     assert run.returncode == 2
     assert run.stderr.strip() == f"deepscaler generate: error: model folder not found: '{tmp_path / 'nope'}'"
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--request-timeout", "0"), ("--read-timeout", "-1"),
+                                             ("--stall-timeout", "nan"), ("--request-timeout", "inf")])
+def test_serve_refuses_a_bad_time_limit_before_loading(tmp_path: Path, flag: str, value: str) -> None:
+    run = cli("serve", "--model", str(tmp_path / "nope"), flag, value)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip() == f"deepscaler serve: error: {flag} must be a positive number of seconds"

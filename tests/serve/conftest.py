@@ -3,6 +3,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,18 +19,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def served_model(tmp_path_factory):
-    """`deepscaler serve` on a tiny model, as a real subprocess on a real socket."""
-    folder = make_tiny_model(tmp_path_factory.mktemp("serve") / "tiny", preset="tiny", seed=0)
+@contextmanager
+def running_server(folder: Path, engine: str = "builtin", *extra: str) -> Iterator[dict]:
+    """`deepscaler serve` on `folder` as a real subprocess on a real socket, API key "secret", name "tiny"."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "deepscaler.cli", "serve", "--model", str(folder), "--engine", "builtin",
-         "--port", str(port), "--api-key", "secret", "--served-model-name", "tiny"],
+        [sys.executable, "-m", "deepscaler.cli", "serve", "--model", str(folder), "--engine", engine,
+         "--port", str(port), "--api-key", "secret", "--served-model-name", "tiny", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ),
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{base}/health", timeout=1).status_code == 200:
@@ -36,6 +38,29 @@ def served_model(tmp_path_factory):
             time.sleep(0.2)
         if process.poll() is not None:
             raise RuntimeError(process.stdout.read())
-    yield {"base_url": f"{base}/v1", "health": f"{base}/health", "folder": folder, "api_key": "secret"}
-    process.terminate()
-    process.wait(timeout=30)
+    try:
+        yield {"base_url": f"{base}/v1", "health": f"{base}/health", "folder": folder, "api_key": "secret",
+               "port": port, "process": process, "engine": engine}
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("serve") / "tiny", preset="tiny", seed=0)
+
+
+# Short client time-outs, so the slow-client cases of test_bad_requests.py take a second or two.
+TEST_TIMEOUTS = ("--read-timeout", "1", "--request-timeout", "60")
+
+
+@pytest.fixture(scope="session")
+def served_model(tiny_folder):
+    with running_server(tiny_folder, "builtin", *TEST_TIMEOUTS) as server:
+        yield server

@@ -4,6 +4,8 @@ keeps serving."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import time
 import uuid
@@ -18,24 +20,38 @@ from pydantic import ValidationError
 from deepscaler.inference.outputs import CompletionOutput
 from deepscaler.inference.params import SamplingParams
 from deepscaler.serve.batcher import Batcher
-from deepscaler.serve.schemas import ChatRequest, CompletionRequest
+from deepscaler.serve.body import BodyLimit
+from deepscaler.serve.errors import HTTPError, error_body, install_error_handlers
+from deepscaler.serve.limits import EngineLimits
+from deepscaler.serve.schemas import PROMPT_FORMS, ChatRequest, CompletionRequest
 from deepscaler.serve.streaming import TextStream
 
 MAX_BODY_BYTES = 2_000_000
 
 
-class HTTPError(Exception):
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
-        super().__init__(message)
-        self.status, self.message, self.kind = status, message, kind
+@dataclasses.dataclass(frozen=True)
+class Timeouts:
+    """request: the most a generation may take, queueing included (504 past it). body_idle / body_total: how
+    long a request body may pause / take in all (408). stall: how long an engine with work may show no
+    progress before /health reports it (503)."""
+
+    request: float = 600.0
+    body_idle: float = 10.0
+    body_total: float = 60.0
+    stall: float = 300.0
 
 
-def create_app(llm: Any, model_name: str, api_key: str | None = None, max_batch: int = 64) -> FastAPI:
+def create_app(llm: Any, model_name: str, api_key: str | None = None, max_batch: int = 64,
+               timeouts: Timeouts = Timeouts()) -> FastAPI:
     """The FastAPI app serving `llm` (a deepscaler LLM) under the name `model_name`."""
     tokenizer = llm.get_tokenizer()
     engine = llm.engine
-    batcher = Batcher(engine, max_batch=max_batch)
-    context = getattr(engine, "max_model_len", None)
+    batcher = Batcher(engine, max_batch=max_batch, stall_seconds=timeouts.stall)
+    if not batcher.streams_tokens:
+        # Without token callbacks (vLLM) progress shows only when a whole call ends, which may rightly take as
+        # long as a request may.
+        batcher.stall_seconds = max(timeouts.stall, timeouts.request)
+    limits = EngineLimits.of(engine, tokenizer)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -43,14 +59,21 @@ def create_app(llm: Any, model_name: str, api_key: str | None = None, max_batch:
         batcher.close()
 
     app = FastAPI(title="deepscaler", version="1", lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, idle_seconds=timeouts.body_idle,
+                       total_seconds=timeouts.body_total)
 
-    @app.exception_handler(HTTPError)
-    async def http_error(_: Request, error: HTTPError) -> JSONResponse:
-        body = {"error": {"message": error.message, "type": error.kind, "code": error.status}}
-        return JSONResponse(body, status_code=error.status)
+    def generate(ids: list[int], params: SamplingParams, on_token: Any = None) -> Any:
+        problem = batcher.problem()
+        if problem is not None:
+            raise HTTPError(503, problem)
+        return asyncio.wait_for(_generate(batcher, ids, params, on_token), timeout=timeouts.request)
 
     @app.get("/health")
-    async def health() -> dict:
+    async def health():
+        problem = batcher.problem()
+        if problem is not None:
+            return JSONResponse({"status": "unhealthy", **error_body(HTTPError(503, problem))}, status_code=503)
         return {"status": "ok"}
 
     @app.get("/v1/models")
@@ -66,14 +89,16 @@ def create_app(llm: Any, model_name: str, api_key: str | None = None, max_batch:
         _check_model(body.model, model_name)
         prompts = body.prompt_list()
         if len(prompts) != 1 and body.stream:
-            raise HTTPError(400, "streaming takes a single prompt")
-        encoded = [(p if isinstance(p, list) else tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
-        params = _sampling(body)
+            raise HTTPError(400, "streaming takes a single prompt", param="stream")
+        encoded = [(p if isinstance(p, list) else _encode(tokenizer, p)) for p in prompts]
+        params = _sampling(body, limits)
         for ids in encoded:
-            _check_length(ids, params, context)
+            limits.check_prompt(ids, "prompt")
+        fitted = [dataclasses.replace(params, max_tokens=limits.room(ids, params.max_tokens)) for ids in encoded]
         if body.stream:
-            return _stream(batcher, encoded[0], params, tokenizer, model_name, chat=False)
-        results = [await _generate(batcher, ids, params) for ids in encoded]
+            return _stream(generate, encoded[0], fitted[0], tokenizer, model_name, chat=False,
+                           deadline=timeouts.request)
+        results = await _timed(asyncio.gather(*(generate(ids, p) for ids, p in zip(encoded, fitted))))
         choices = []
         for outputs in results:
             for output in outputs:
@@ -90,13 +115,15 @@ def create_app(llm: Any, model_name: str, api_key: str | None = None, max_batch:
         try:
             text = tokenizer.apply_chat_template(body.plain_messages(), tokenize=False, add_generation_prompt=True)
         except Exception as error:  # a template may reject a message order (e.g. two system messages)
-            raise HTTPError(400, f"messages cannot be rendered with the chat template: {error}") from None
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        params = _sampling(body)
-        _check_length(ids, params, context)
+            raise HTTPError(400, f"messages cannot be rendered with the chat template: {error}",
+                            param="messages") from None
+        ids = _encode(tokenizer, text)
+        params = _sampling(body, limits)
+        limits.check_prompt(ids, "messages")
+        params = dataclasses.replace(params, max_tokens=limits.room(ids, params.max_tokens))
         if body.stream:
-            return _stream(batcher, ids, params, tokenizer, model_name, chat=True)
-        outputs = await _generate(batcher, ids, params)
+            return _stream(generate, ids, params, tokenizer, model_name, chat=True, deadline=timeouts.request)
+        outputs = await _timed(generate(ids, params))
         choices = [{"index": i, "message": {"role": "assistant", "content": o.text}, "finish_reason": o.finish_reason,
                     "logprobs": _chat_logprobs(o, tokenizer) if body.logprobs else None}
                    for i, o in enumerate(outputs)]
@@ -111,22 +138,29 @@ def _authorize(request: Request, api_key: str | None) -> None:
 
 
 async def _parse(request: Request, schema: type):
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise HTTPError(413, f"request body over {MAX_BODY_BYTES} bytes")
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise HTTPError(413, f"request body over {MAX_BODY_BYTES} bytes")
+    raw = await request.body()  # BodyLimit has bounded its size and time
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise HTTPError(400, f"body is not valid JSON: {error}") from None
+        # A lone surrogate (an escape such as "\\ud800") is valid JSON but no text: refuse it here, not
+        # in the tokenizer.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (json.JSONDecodeError, UnicodeError) as error:
+        raise HTTPError(400, f"body is not valid JSON text: {error}") from None
+    except RecursionError:
+        raise HTTPError(400, "body is nested too deeply") from None
     try:
         return schema.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise HTTPError(400, f"{where}: {first['msg']}") from None
+        param = str(first["loc"][0]) if first["loc"] else None
+        if param == "prompt":  # pydantic would name one arm of the union, as if it were the one meant
+            raise HTTPError(400, f"prompt must be {PROMPT_FORMS}", param=param) from None
+        raise HTTPError(400, f"{where or 'body'}: {first['msg']}", param=param) from None
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def _check_model(requested: str | None, served: str) -> None:
@@ -135,28 +169,32 @@ def _check_model(requested: str | None, served: str) -> None:
                         "model_not_found")
 
 
-def _sampling(body: CompletionRequest | ChatRequest) -> SamplingParams:
+def _sampling(body: CompletionRequest | ChatRequest, limits: EngineLimits) -> SamplingParams:
+    limits.check_top_k(body.top_k)
     try:
         return SamplingParams(
             temperature=body.temperature, top_p=body.top_p, top_k=body.top_k, max_tokens=body.max_output_tokens(),
             n=body.n, seed=body.seed, stop=body.stop, logprobs=body.logprobs_wanted(),
         )
-    except ValueError as error:
-        raise HTTPError(400, str(error)) from None
+    except ValueError as error:  # its messages begin with the field's name
+        raise HTTPError(400, str(error), param=str(error).split(" ", 1)[0]) from None
 
 
-def _check_length(ids: list[int], params: SamplingParams, context: int | None) -> None:
-    if not ids:
-        raise HTTPError(400, "the prompt is empty")
-    if context is not None and len(ids) >= context:
-        raise HTTPError(400, f"the prompt has {len(ids)} tokens; this model's context is {context} tokens")
-
-
-async def _generate(batcher: Batcher, ids: list[int], params: SamplingParams) -> list[CompletionOutput]:
+async def _generate(batcher: Batcher, ids: list[int], params: SamplingParams,
+                    on_token: Any = None) -> list[CompletionOutput]:
     try:
-        return await batcher.submit(ids, params)
-    except ValueError as error:
+        return await batcher.submit(ids, params, on_token=on_token)
+    except ValueError as error:  # what the engine refuses that the checks above let through
         raise HTTPError(400, str(error)) from None
+    except RuntimeError as error:
+        raise HTTPError(503, str(error)) from None
+
+
+async def _timed(work: Any) -> Any:
+    try:
+        return await work
+    except asyncio.TimeoutError:
+        raise HTTPError(504, "the request did not finish within the server's time limit") from None
 
 
 def _envelope(kind: str, model: str, choices: list, prompts: list[list[int]], results: list) -> dict:
@@ -184,12 +222,23 @@ def _chat_logprobs(output: CompletionOutput, tokenizer: Any) -> dict:
                         for t, v in zip(tokens, values)]}
 
 
-def _stream(batcher: Batcher, ids: list[int], params: SamplingParams, tokenizer: Any, model: str,
-            chat: bool) -> StreamingResponse:
-    """Server-sent events: one chunk per decoded piece of text, then the finish reasons, then [DONE]."""
+def _stream(generate: Any, ids: list[int], params: SamplingParams, tokenizer: Any, model: str,
+            chat: bool, deadline: float) -> StreamingResponse:
+    """Server-sent events: one chunk per decoded piece of text, then the finish reasons, then [DONE].
+
+    Everything that can be refused is refused before the 200 (the generation is queued here, so a stalled
+    engine answers 503); an engine error or the deadline mid-stream ends it with an error event."""
     request_id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
     kind = "chat.completion.chunk" if chat else "text_completion"
     streams = [TextStream(tokenizer, params.stop) for _ in range(params.n)]
+    pieces: asyncio.Queue = asyncio.Queue()
+
+    def on_token(index: int, token: int) -> None:
+        piece = streams[index].push(token)
+        if piece:
+            pieces.put_nowait((index, piece))
+
+    task = asyncio.ensure_future(generate(ids, params, on_token))
 
     def chunk(index: int, text: str | None, finish: str | None, first: bool = False) -> str:
         if chat:
@@ -201,35 +250,29 @@ def _stream(batcher: Batcher, ids: list[int], params: SamplingParams, tokenizer:
         return f"data: {json.dumps(body)}\n\n"
 
     async def events() -> AsyncIterator[str]:
-        import asyncio
-
-        pieces: asyncio.Queue = asyncio.Queue()
-
-        def on_token(index: int, token: int) -> None:
-            piece = streams[index].push(token)
-            if piece:
-                pieces.put_nowait((index, piece))
-
-        task = asyncio.ensure_future(batcher.submit(ids, params, on_token=on_token))
-        if chat:
-            for index in range(params.n):
-                yield chunk(index, None, None, first=True)
-        while not task.done() or not pieces.empty():
-            try:
-                index, piece = await asyncio.wait_for(pieces.get(), timeout=0.05)
-                yield chunk(index, piece, None)
-            except asyncio.TimeoutError:
-                continue
         try:
-            outputs = task.result()
-        except Exception as error:
-            yield f"data: {json.dumps({'error': {'message': str(error), 'type': 'server_error'}})}\n\n"
-            return
-        for output in outputs:
-            rest = streams[output.index].finish(output.text)
-            if rest:
-                yield chunk(output.index, rest, None)
-            yield chunk(output.index, None, output.finish_reason)
-        yield "data: [DONE]\n\n"
+            if chat:
+                for index in range(params.n):
+                    yield chunk(index, None, None, first=True)
+            while not task.done() or not pieces.empty():
+                try:
+                    index, piece = await asyncio.wait_for(pieces.get(), timeout=0.05)
+                    yield chunk(index, piece, None)
+                except asyncio.TimeoutError:
+                    continue
+            try:
+                outputs = await _timed(task)
+            except Exception as error:  # noqa: BLE001 - after the 200 an error event is all a client can get
+                failure = error if isinstance(error, HTTPError) else HTTPError(500, f"generation failed: {error}")
+                yield f"data: {json.dumps(error_body(failure))}\n\n"
+                return
+            for output in outputs:
+                rest = streams[output.index].finish(output.text)
+                if rest:
+                    yield chunk(output.index, rest, None)
+                yield chunk(output.index, None, output.finish_reason)
+            yield "data: [DONE]\n\n"
+        finally:  # the client left (or the stream ended): a request still queued need not run
+            task.cancel()
 
     return StreamingResponse(events(), media_type="text/event-stream")

@@ -166,7 +166,10 @@ class VLLMEngine:
         global _open_engines
         _open_engines += 1
         logger.info("vLLM engine for %s started in %.1f s", model, self.startup_seconds)
-        self.dtype: torch.dtype = self._llm.llm_engine.model_config.dtype
+        model_config = self._llm.llm_engine.model_config
+        self.dtype: torch.dtype = model_config.dtype
+        self.max_model_len = int(model_config.max_model_len)
+        self.vocab_size = int(model_config.get_vocab_size())
 
         self.exact_filtered_logprobs = all(self._llm.collective_rpc(_keep_unfiltered_logprobs))
         if not self.exact_filtered_logprobs:
@@ -199,11 +202,17 @@ class VLLMEngine:
         if not prompts:
             return []
         llm = self._require_awake(SLEEP_TAGS)
-        results = llm.generate(
-            [{"prompt_token_ids": list(ids)} for ids in prompts],
-            [self._to_vllm(p) for p in params],
-            use_tqdm=use_tqdm,
-        )
+        try:
+            results = llm.generate(
+                [{"prompt_token_ids": list(ids)} for ids in prompts],
+                [self._to_vllm(p) for p in params],
+                use_tqdm=use_tqdm,
+            )
+        except BaseException:
+            # vLLM leaves the requests of a failed step in its scheduler (in vLLM 0.32 a seed a torch.Generator
+            # refuses fails in the model runner), and every later generate then spins on them forever.
+            _abort_unfinished(llm.llm_engine)
+            raise
         batches = []
         for result, p in zip(results, params, strict=True):
             ordered = sorted(result.outputs, key=lambda c: c.index)
@@ -292,6 +301,13 @@ class VLLMEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _abort_unfinished(engine: Any) -> None:
+    """Drop every request the engine still holds, so a failed call leaves it usable."""
+    unfinished = list(getattr(engine.output_processor, "request_states", {}))
+    if unfinished:
+        engine.abort_request(unfinished, internal=True)
 
 
 def _with_tied_head(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> Iterator[tuple[str, torch.Tensor]]:
