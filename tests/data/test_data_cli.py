@@ -29,14 +29,14 @@ def test_prepare_then_convert_between_layouts(tmp_path):
     done = deepscaler("data", "prepare", "raw.jsonl", "--out", "out/verl.parquet", "--format", "verl", "--quiet",
                       "--data-dir", str(BENCHMARKS), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "3 of 5 rows written to out/verl.parquet" in done.stdout
+    assert "3 of 5 rows written to out/verl.parquet (2 dropped)" in done.stdout
     table = pq.read_table(tmp_path / "out" / "verl.parquet").to_pylist()
     assert [row["reward_model"]["ground_truth"] for row in table] == ["42", "5", "3.14"]
     report = json.loads((tmp_path / "out" / "verl.report.json").read_text())
     assert report["steps"][0]["examples"][0] == {
-        "file": "raw.jsonl", "row": 4, "id": None, "problem": None,
+        "file": "raw.jsonl", "row": 5, "id": None, "problem": None,
         "reason": "`answer` has an unexpected type (dict: \"{'text': 'hello'}\")"}
-    assert report["steps"][3]["examples"][0]["reason"] == "same text as raw.jsonl row 0"
+    assert report["steps"][3]["examples"][0]["reason"] == "same text as raw.jsonl row 1"
 
     done = deepscaler("data", "convert", "out/verl.parquet", "--out", "back.jsonl", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -93,12 +93,14 @@ def _prepare(args: argparse.Namespace) -> int:
         print(f"{step['step']:>14}: {step['rows_in']:>8} in  {step['dropped']:>7} dropped  {step['rows_out']:>8} out")
     stem = args.out.name[: -len(args.out.suffix)]
     where = args.report if args.report is not None else args.out.parent
-    print(f"{report.rows_written} of {report.rows_read} rows written to {args.out} in {report.seconds:.1f} s; "
+    dropped = report.rows_read - report.rows_written
+    print(f"{report.rows_written} of {report.rows_read} rows written to {args.out} ({dropped} dropped) "
+          f"in {report.seconds:.1f} s; "
           f"report: {where / (stem + '.report.md')}")
-    for item in report.inputs:
-        if item["error"]:
-            print(f"warning: {item['input']}: {item['error']}", file=sys.stderr)
-    return 0
+    unread = [item for item in report.inputs if item["error"]]
+    for item in unread:
+        print(f"warning: {item['input']}: {item['error']}", file=sys.stderr)
+    return 1 if unread else 0  # the output holds what could be read; a script should still notice the rest
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -115,14 +117,14 @@ def _convert(args: argparse.Namespace) -> int:
     bad = 0
     with Writer(args.out, args.format, args.split) as writer:
         try:
-            for index, row in open_rows(spec):
+            for number, row in open_rows(spec):
                 try:
                     if isinstance(row, Unparsable):
                         raise BadRow(row.reason)
-                    writer.write(to_record(row, label(spec), index))
+                    writer.write(to_record(row, label(spec), number - 1))
                 except BadRow as error:
                     bad += 1
-                    print(f"skipped {spec} row {index}: {error}", file=sys.stderr)
+                    print(f"skipped {spec} row {number}: {error}", file=sys.stderr)
         except SourceError as error:
             raise UsageError(f"{spec}: {error}") from None
     print(f"{writer.count} rows written to {args.out}" + (f"; {bad} bad rows skipped" if bad else ""))
