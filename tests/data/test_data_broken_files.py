@@ -112,3 +112,11 @@ def test_the_command_counts_and_names_broken_inputs_and_exits_1(tmp_path):
     assert "Traceback" not in done.stderr
     report = json.loads((tmp_path / "train.report.json").read_text())
     assert report["rows_read"] == report["rows_written"] + sum(step["dropped"] for step in report["steps"]) == 25
+
+    # `convert` keeps what it can read of a cut file too, and says what it could not.
+    done = subprocess.run([sys.executable, "-m", "deepscaler.cli", "data", "convert", "in/cut.json", "--out",
+                           "cut.jsonl"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stdout == "2 rows written to cut.jsonl; 1 bad rows skipped\n"
+    assert done.stderr.splitlines() == [
+        "skipped in/cut.json row 3: not valid JSON (Unterminated string starting at)",
+        "warning: in/cut.json: invalid JSON in row 3: the rows after it cannot be found"]

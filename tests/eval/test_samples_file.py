@@ -88,9 +88,12 @@ def test_resume_refusals_come_before_the_model_loads(tmp_path, capsys):
     [(["--temperature", "nan"], "--temperature must be a finite number >= 0, got nan"),
      (["--top-p", "0"], "--top-p must be in (0, 1], got 0.0"), (["--limit", "0"], "--limit must be >= 1, got 0"),
      (["--grader-timeout", "-1"], "--grader-timeout must be a finite number of seconds > 0"),
-     (["--prompt-template", "{question}"], "--prompt-template must use {problem}")],
+     (["--prompt-template", "{question}"], "--prompt-template must use {problem}"),
+     (["--benchmarks", ","], "--benchmarks names no benchmark"), (["--out", "a_file"], "--out a_file: not a folder")],
 )
-def test_bad_numbers_are_refused_in_one_line(tmp_path, capsys, args, message):
+def test_bad_arguments_are_refused_in_one_line(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("not a folder\n")
     assert _eval(tmp_path, tmp_path / "out", *args) == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1

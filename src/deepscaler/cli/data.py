@@ -114,7 +114,7 @@ def _convert(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     except ValueError:
         raise UsageError(f"{args.input}: give one file, not a directory of several") from None
-    bad = 0
+    bad, fault = 0, None
     with Writer(args.out, args.format, args.split) as writer:
         try:
             for number, row in open_rows(spec):
@@ -125,7 +125,11 @@ def _convert(args: argparse.Namespace) -> int:
                 except BadRow as error:
                     bad += 1
                     print(f"skipped {spec} row {number}: {error}", file=sys.stderr)
-        except SourceError as error:
-            raise UsageError(f"{spec}: {error}") from None
+        except SourceError as error:  # the rows before the fault are kept, as `prepare` keeps them
+            if not writer.count and not bad:
+                raise UsageError(f"{spec}: {error}") from None  # nothing could be read: no output at all
+            fault = error
     print(f"{writer.count} rows written to {args.out}" + (f"; {bad} bad rows skipped" if bad else ""))
-    return 1 if bad else 0
+    if fault is not None:
+        print(f"warning: {spec}: {fault}", file=sys.stderr)
+    return 1 if bad or fault else 0

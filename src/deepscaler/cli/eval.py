@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     if args.n < 1 or args.max_tokens < 1:
         raise UsageError("--n and --max-tokens must be >= 1")
     _check_numbers(args)
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out}: not a folder")
     settings = EvalSettings(
         benchmarks=[name.strip() for name in args.benchmarks.split(",") if name.strip()], n=args.n,
         temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, max_tokens=args.max_tokens,
@@ -58,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         chat_template=not args.no_chat_template, think=args.think, grader_timeout=args.grader_timeout,
         limit=args.limit, data_dir=args.data_dir,
     )
+    if not settings.benchmarks and not args.responses:
+        raise UsageError("--benchmarks names no benchmark")
     try:
         if args.responses:
             out = args.out or Path("runs") / f"eval-{args.responses.stem}"
