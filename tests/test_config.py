@@ -44,7 +44,11 @@ def test_yaml_then_overrides(tmp_path):
         (["optim.lrr=1"], "unknown key optim.lrr"),
         (["seed=abc"], "seed: expected int"),
         (["optim.kind=adam"], "optim.kind: 'adam' is not one of"),
-        (["stages.x.max_tokens=1"], "stages: expected a list"),
+        (["stages.x.max_tokens=1"], "stages.x.max_tokens: 'x' must be a list index"),
+        (["stages.2.max_tokens=1"], r"stages.2.max_tokens: index 2 is past the end of the list \(indices 0-0\); add "
+                                    "entries in order, starting at 1"),
+        (["optim.lr=nan"], "optim.lr: expected a finite number, got nan"),
+        (["optim.lr=-.inf"], "optim.lr: expected a finite number, got -inf"),
         (["seed"], "is not key=value"),
         (["seed=true"], "seed: expected int"),
     ],
@@ -52,6 +56,15 @@ def test_yaml_then_overrides(tmp_path):
 def test_errors_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(Root, None, overrides)
+
+
+def test_a_list_index_counts_the_entries_the_run_would_have(tmp_path):
+    # No file: the default's one stage is stage 0, so stage 1 is a second one.
+    assert [s.max_tokens for s in load_config(Root, None, ["stages.1.max_tokens=4"]).stages] == [8, 4]
+    path = tmp_path / "c.yaml"
+    path.write_text("stages:\n  - {max_tokens: 1}\n  - {max_tokens: 2}\n  - {max_tokens: 3}\n")
+    with pytest.raises(ConfigError, match=r"^stages.5.max_tokens: index 5 is past the end of the list \(indices 0-2\)"):
+        load_config(Root, path, ["stages.5.max_tokens=9"])
 
 
 def test_missing_file(tmp_path):
