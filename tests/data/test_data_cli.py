@@ -56,11 +56,15 @@ def test_prepare_then_convert_between_layouts(tmp_path):
         (["prepare", "raw.jsonl", "--out", "o.jsonl", "--near-threshold", "0.99"], "needs more than 128 MinHash"),
         (["prepare", "hf:nobody/nothing:train", "--out", "o.jsonl"], "hf:nobody/nothing:train: "),
         (["convert", "raw.txt", "--out", "o.jsonl"], "raw.txt: unknown format"),
+        (["prepare", "raw.jsonl", "--out", "dir.jsonl"], "--out dir.jsonl: is a folder, give a file name"),
+        (["prepare", "raw.jsonl", "--out", "raw.txt/o.jsonl"], "--out raw.txt/o.jsonl: cannot create folder raw.txt"),
+        (["prepare", "raw.jsonl", "--out", "o.jsonl", "--report", "raw.txt"], "--report raw.txt: not a folder"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(tmp_path, args, message):
     (tmp_path / "raw.jsonl").write_text(json.dumps(ROWS[0]) + "\n")
     (tmp_path / "raw.txt").write_text("text\n")
+    (tmp_path / "dir.jsonl").mkdir()
     done = deepscaler("data", *args, "--data-dir", str(BENCHMARKS), cwd=tmp_path) if args[0] == "prepare" else \
         deepscaler("data", *args, cwd=tmp_path)
     assert done.returncode == 2

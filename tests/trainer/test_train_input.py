@@ -83,3 +83,12 @@ def test_the_embedded_default_refuses_its_own_earlier_run(tmp_path, capsys):
     assert (code, error) == (2, f"deepscaler train: error: {tmp_path} holds an earlier run of the embedded default: "
                                 "give --overwrite to replace it, or another --out\n")
     assert Path(tmp_path / "rl" / "metrics.jsonl").is_file()
+
+
+def test_a_metrics_line_torn_by_a_kill_does_not_stop_a_resume(tmp_path):
+    from deepscaler.trainer.metrics import MetricsLog
+
+    lines = [b'{"step": 1, "note": "\xc3\xa9"}\n', b'{"step": 2}\n', b'{"step": 3}\n']
+    (tmp_path / "metrics.jsonl").write_bytes(b"".join(lines) + b'{"step": 4, "note": "\xc3')  # cut inside "é"
+    MetricsLog(tmp_path, tensorboard=False).truncate_after(2)
+    assert (tmp_path / "metrics.jsonl").read_bytes() == b"".join(lines[:2])

@@ -61,7 +61,12 @@ def _check_output(path: Path) -> None:
 
     if path.suffix not in SUFFIXES:
         raise UsageError(f"{path}: output must end in {', '.join(SUFFIXES)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise UsageError(f"--out {path}: is a folder, give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--out {path}: cannot create folder {error.filename} ({error.strerror or error})") from None
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -69,6 +74,8 @@ def _prepare(args: argparse.Namespace) -> int:
     from deepscaler.eval.benchmarks import DEFAULT_BENCHMARKS
 
     _check_output(args.out)
+    if args.report is not None and args.report.exists() and not args.report.is_dir():
+        raise UsageError(f"--report {args.report}: not a folder")
     if args.decontaminate is None:
         benchmarks = DEFAULT_BENCHMARKS
     elif args.decontaminate.strip().lower() == "none":
@@ -89,6 +96,8 @@ def _prepare(args: argparse.Namespace) -> int:
         report = prepare(args.inputs, args.out, settings, args.report)
     except (SourceUnavailable, DecontaminationError) as error:
         raise UsageError(str(error)) from None
+    except OSError as error:  # inputs' read faults are counted inside; this is the output or report failing
+        raise UsageError(f"{error.filename or args.out}: cannot write ({error.strerror or error})") from None
     for step in report.to_dict()["steps"]:
         print(f"{step['step']:>14}: {step['rows_in']:>8} in  {step['dropped']:>7} dropped  {step['rows_out']:>8} out")
     stem = args.out.name[: -len(args.out.suffix)]

@@ -60,6 +60,8 @@ class Settings:
         for name in ("ngram", "shingle"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.examples < 0:
+            raise ValueError(f"examples must be at least 0, got {self.examples}")
         if self.num_perm < 16:
             raise ValueError(f"num_perm must be at least 16, got {self.num_perm}")
         if self.near_threshold is not None:
