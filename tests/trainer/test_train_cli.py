@@ -58,6 +58,7 @@ def test_two_stages_metrics_checkpoint_and_plot(tiny_run_inputs, tmp_path):
         ("optim.lrr=1", "unknown key optim.lrr"),
         ("stages.0.prompts_per_step=3", "not divisible into optim.mini_batches=2"),
         ("optim.micro_batch_tokens=8", "micro_batch_tokens must hold"),
+        ("data.max_prompt_tokens=4", "data.train_files: no problem fits data.max_prompt_tokens=4 (56 longer"),
     ],
 )
 def test_bad_config_fails_at_start_naming_the_key(tiny_run_inputs, tmp_path, override, message):
