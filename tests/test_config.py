@@ -70,3 +70,17 @@ def test_a_list_index_counts_the_entries_the_run_would_have(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(Root, tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b'{"id": 1}\n{"id": 2}\n', "not valid YAML (line 2, column 1: expected '<document start>', but found '{')"),
+     (b"seed: 1\noptim: {lr: [1\n", "not valid YAML (line 3, column 1: expected ',' or ']', but got '<stream end>')"),
+     (b"seed: \xff\n", "not UTF-8 text (byte 7)"), (b"- 1\n- 2\n", "the top level must be a mapping")],
+)
+def test_a_bad_file_is_one_line_naming_it(tmp_path, content, message):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as raised:
+        load_config(Root, path)
+    assert str(raised.value) == f"{path}: {message}"

@@ -33,8 +33,10 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             raise ConfigError(f"{path}: no such config file")
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {error.start + 1})") from None
         except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error})") from None
+            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(error)})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
     for override in overrides or []:
@@ -53,6 +55,13 @@ def _default_list(cls: type, data: dict[str, Any], override: str) -> None:
     default = fields[name].default_factory()
     if isinstance(default, list):
         data[name] = [dataclasses.asdict(item) if dataclasses.is_dataclass(item) else item for item in default]
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's complaint in one line: what, and where (its own message quotes the text over several lines)."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(str(getattr(error, "problem", None) or error).split())
 
 
 def apply_override(data: dict[str, Any], override: str) -> None:
