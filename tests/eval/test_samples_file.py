@@ -77,6 +77,11 @@ def test_resume_refusals_come_before_the_model_loads(tmp_path, capsys):
     assert _eval(tmp_path, damaged) == 2
     assert capsys.readouterr().err.startswith(f"deepscaler eval: error: {damaged / 'samples.jsonl'}:2: not a sample")
 
+    (damaged / "config.json").unlink()
+    assert _eval(tmp_path, damaged) == 2
+    assert capsys.readouterr().err.endswith("holds samples.jsonl but no config.json, so not what made them: use "
+                                            "another --out\n")
+
     same = tmp_path / "same"  # nothing wrong with the folder: the missing model is what stops this one
     _run_folder(same, b"".join(_lines()))
     assert _eval(tmp_path, same) == 2

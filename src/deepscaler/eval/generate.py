@@ -111,8 +111,10 @@ def check_resumable(out_dir: Path, config: dict[str, Any], model_known: bool = T
     model loads); with `model_known` False only the model fields it gives are compared (a hub commit is known
     only once the model is resolved, and run_eval checks again then)."""
     previous = out_dir / "config.json"
-    if not (out_dir / "samples.jsonl").exists() or not previous.is_file():
+    if not (out_dir / "samples.jsonl").exists():
         return
+    if not previous.is_file():  # run_eval writes it before any sample: without it, whose samples are these?
+        raise EvalError(f"{out_dir} holds samples.jsonl but no config.json, so not what made them: use another --out")
     try:
         old = json.loads(previous.read_bytes().decode("utf-8"))
         if not isinstance(old, dict):
