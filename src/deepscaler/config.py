@@ -7,7 +7,9 @@ Unknown keys and values of the wrong type fail at load time with the full key pa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -31,13 +33,35 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             raise ConfigError(f"{path}: no such config file")
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {error.start + 1})") from None
         except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error})") from None
+            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(error)})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
     for override in overrides or []:
+        _default_list(cls, data, override)
         apply_override(data, override)
     return from_dict(cls, data)
+
+
+def _default_list(cls: type, data: dict[str, Any], override: str) -> None:
+    """Before `stages.1.x=` sets an entry of a list the file does not give, put the list's default there: the
+    entries an index counts are then the ones the run would have (one default stage, so stage 1 is the second)."""
+    name = override.partition("=")[0].strip().split(".")[0]
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    if name in data or name not in fields or fields[name].default_factory is dataclasses.MISSING:
+        return
+    default = fields[name].default_factory()
+    if isinstance(default, list):
+        data[name] = [dataclasses.asdict(item) if dataclasses.is_dataclass(item) else item for item in default]
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's complaint in one line: what, and where (its own message quotes the text over several lines)."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(str(getattr(error, "problem", None) or error).split())
 
 
 def apply_override(data: dict[str, Any], override: str) -> None:
@@ -69,7 +93,11 @@ def _index(items: list, part: str, key: str) -> int:
     if not part.isdigit():
         raise ConfigError(f"{key}: {part!r} must be a list index")
     index = int(part)
-    while len(items) <= index:  # `stages.2.x=` may add a stage; missing fields take defaults
+    if index > len(items):  # a gap would fill the list with unasked-for default entries
+        have = f"indices 0-{len(items) - 1}" if items else "no entries yet"
+        raise ConfigError(f"{key}: index {index} is past the end of the list ({have}); add entries in order, "
+                          f"starting at {len(items)}")
+    if index == len(items):  # `stages.2.x=` on two stages adds a third; its missing fields take defaults
         items.append({})
     return index
 
@@ -87,6 +115,8 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
     values = {name: _convert(hints[name], value, f"{path}.{name}" if path else name) for name, value in data.items()}
     try:
         return cls(**values)
+    except ConfigError:  # from a __post_init__ check, which names its key already
+        raise
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{path or cls.__name__}: {error}") from None
 
@@ -120,10 +150,10 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint is float and isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if hint is float and isinstance(value, float) and not math.isfinite(value):  # YAML reads .nan, .inf; "nan" too
+        raise ConfigError(f"{path}: expected a finite number, got {value}")
     if hint in (int, float, str, bool) and (not isinstance(value, hint) or (hint is int and isinstance(value, bool))):
         raise ConfigError(f"{path}: expected {hint.__name__}, got {value!r}")
     return value

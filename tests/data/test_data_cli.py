@@ -29,14 +29,14 @@ def test_prepare_then_convert_between_layouts(tmp_path):
     done = deepscaler("data", "prepare", "raw.jsonl", "--out", "out/verl.parquet", "--format", "verl", "--quiet",
                       "--data-dir", str(BENCHMARKS), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "3 of 5 rows written to out/verl.parquet" in done.stdout
+    assert "3 of 5 rows written to out/verl.parquet (2 dropped)" in done.stdout
     table = pq.read_table(tmp_path / "out" / "verl.parquet").to_pylist()
     assert [row["reward_model"]["ground_truth"] for row in table] == ["42", "5", "3.14"]
     report = json.loads((tmp_path / "out" / "verl.report.json").read_text())
     assert report["steps"][0]["examples"][0] == {
-        "file": "raw.jsonl", "row": 4, "id": None, "problem": None,
+        "file": "raw.jsonl", "row": 5, "id": None, "problem": None,
         "reason": "`answer` has an unexpected type (dict: \"{'text': 'hello'}\")"}
-    assert report["steps"][3]["examples"][0]["reason"] == "same text as raw.jsonl row 0"
+    assert report["steps"][3]["examples"][0]["reason"] == "same text as raw.jsonl row 1"
 
     done = deepscaler("data", "convert", "out/verl.parquet", "--out", "back.jsonl", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -56,11 +56,15 @@ def test_prepare_then_convert_between_layouts(tmp_path):
         (["prepare", "raw.jsonl", "--out", "o.jsonl", "--near-threshold", "0.99"], "needs more than 128 MinHash"),
         (["prepare", "hf:nobody/nothing:train", "--out", "o.jsonl"], "hf:nobody/nothing:train: "),
         (["convert", "raw.txt", "--out", "o.jsonl"], "raw.txt: unknown format"),
+        (["prepare", "raw.jsonl", "--out", "dir.jsonl"], "--out dir.jsonl: is a folder, give a file name"),
+        (["prepare", "raw.jsonl", "--out", "raw.txt/o.jsonl"], "--out raw.txt/o.jsonl: cannot create folder raw.txt"),
+        (["prepare", "raw.jsonl", "--out", "o.jsonl", "--report", "raw.txt"], "--report raw.txt: not a folder"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(tmp_path, args, message):
     (tmp_path / "raw.jsonl").write_text(json.dumps(ROWS[0]) + "\n")
     (tmp_path / "raw.txt").write_text("text\n")
+    (tmp_path / "dir.jsonl").mkdir()
     done = deepscaler("data", *args, "--data-dir", str(BENCHMARKS), cwd=tmp_path) if args[0] == "prepare" else \
         deepscaler("data", *args, cwd=tmp_path)
     assert done.returncode == 2

@@ -66,7 +66,7 @@ def test_a_bad_set_is_an_error_naming_it(tmp_path):
         list(benchmark_problems(["aime1999"], BENCHMARKS))
     path = tmp_path / "broken.json"
     path.write_text('[{"problem": "fine"}, {"no_problem": 1}]')
-    with pytest.raises(DecontaminationError, match="broken.json: row 1: no problem text"):
+    with pytest.raises(DecontaminationError, match="broken.json: row 2: no problem text"):
         list(benchmark_problems([str(path)]))
     with pytest.raises(ValueError, match="overlap"):
         Decontaminator([], overlap=0.0)

@@ -4,7 +4,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from deepscaler.data import INSTRUCTION, LAYOUTS, BadRow, Record, Writer, read_records, to_record
-from deepscaler.data.sources import SourceError, open_rows
+from deepscaler.data.sources import SourceError, Unparsable, open_rows
 from deepscaler.eval.benchmarks import load
 
 RECORDS = [
@@ -87,7 +87,7 @@ def test_json_arrays_are_streamed_across_chunk_boundaries(tmp_path):
     path = tmp_path / "big.json"
     path.write_text(json.dumps(rows, indent=1))
     read = list(open_rows(str(path)))
-    assert [index for index, _ in read] == list(range(2800))
+    assert [number for number, _ in read] == list(range(1, 2801))  # as a person counts
     assert [row for _, row in read] == rows
 
 
@@ -95,16 +95,16 @@ def test_a_truncated_json_array_yields_its_rows_then_fails(tmp_path):
     path = tmp_path / "cut.json"
     path.write_text('[{"problem": "a", "answer": 1}, {"problem": "b", "answer": 2}, {"problem": "c", "ans')
     rows = []
-    with pytest.raises(SourceError, match="row 2"):
-        for _, row in open_rows(str(path)):
-            rows.append(row["problem"])
-    assert rows == ["a", "b"]
+    with pytest.raises(SourceError, match="invalid JSON in row 3: the rows after it cannot be found"):
+        for number, row in open_rows(str(path)):
+            rows.append((number, row if isinstance(row, Unparsable) else row["problem"]))
+    assert rows == [(1, "a"), (2, "b"), (3, Unparsable("not valid JSON (Unterminated string starting at)"))]
 
 
 def test_bad_rows_name_their_file_and_row(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"problem": "fine", "answer": "1"}\n{"problem": "odd", "answer": {"value": 1}}\n')
-    with pytest.raises(BadRow, match=r"bad.jsonl: row 1: `answer` has an unexpected type \(dict"):
+    with pytest.raises(BadRow, match=r"bad.jsonl: row 2: `answer` has an unexpected type \(dict"):
         list(read_records(path))
 
 

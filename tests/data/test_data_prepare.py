@@ -28,7 +28,7 @@ def _inputs(tmp_path: Path) -> list[str]:
     ]
     (tmp_path / "a.json").write_text(json.dumps(rows))
     lines = [
-        json.dumps({"problem": "  " + first.upper() + "  ", "answer": "60"}),  # exact duplicate of a.json row 0
+        json.dumps({"problem": "  " + first.upper() + "  ", "answer": "60"}),  # exact duplicate of a.json row 1
         json.dumps({"problem": aime[3]["problem"].replace("$", "").replace(".", " ."), "answer": aime[3]["answer"]}),
         "{not json",
         json.dumps({"problem": aime[2]["problem"].replace("$6$ cm", "$7$ cm"), "answer": "1"}),  # variant: kept
@@ -49,22 +49,23 @@ def test_every_row_is_kept_or_dropped_with_its_file_and_row(tmp_path):
     out.parent.mkdir()
     report = prepare(inputs, out, _settings())
     steps = {step["step"]: step for step in report.to_dict()["steps"]}
-    assert report.rows_read == 28 + 5 + 1
+    assert report.rows_read == 28 + 5 + 2  # c.json's cut-off second row counts
     assert {name: step["dropped"] for name, step in steps.items()} == {
-        "read": 4, "answer": 1, "gradable": 1, "exact_dedup": 1, "decontaminate": 1, "near_dedup": 1}
-    assert report.rows_written == report.rows_read - 9 == 25
+        "read": 5, "answer": 1, "gradable": 1, "exact_dedup": 1, "decontaminate": 1, "near_dedup": 1}
+    assert report.rows_written == report.rows_read - 10 == 25
     reasons = {(Path(e["file"]).name, e["row"]): e["reason"] for step in steps.values() for e in step["examples"]}
-    assert reasons[("a.json", 23)] == "`answer` has an unexpected type (dict: \"{'any': 'prime'}\")"
-    assert reasons[("a.json", 24)].startswith("no problem text")
-    assert reasons[("a.json", 25)] == "not an object but str"
-    assert reasons[("b.jsonl", 2)].startswith("not valid JSON")
-    assert reasons[("a.json", 26)].startswith("no answer")
-    assert "does not parse" in reasons[("a.json", 22)]
-    assert reasons[("b.jsonl", 0)] == f"same text as {inputs[0]} row 0"
-    assert reasons[("a.json", 27)].startswith("96% of 8-grams shared with aime2024 aime2024-0 (\"Every morning Aya")
-    assert reasons[("b.jsonl", 1)].startswith("near duplicate") and reasons[("b.jsonl", 1)].endswith(" row 3")
-    assert report.inputs[2] == {"input": inputs[2], "rows": 1, "error": "stopped after 1 rows: invalid JSON at row 1 "
-                                "(Unterminated string starting at)"}
+    assert reasons[("a.json", 24)] == "`answer` has an unexpected type (dict: \"{'any': 'prime'}\")"
+    assert reasons[("a.json", 25)].startswith("no problem text")
+    assert reasons[("a.json", 26)] == "not an object but str"
+    assert reasons[("b.jsonl", 3)].startswith("not valid JSON")
+    assert reasons[("a.json", 27)].startswith("no answer")
+    assert "does not parse" in reasons[("a.json", 23)]
+    assert reasons[("b.jsonl", 1)] == f"same text as {inputs[0]} row 1"
+    assert reasons[("a.json", 28)].startswith("96% of 8-grams shared with aime2024 aime2024-0 (\"Every morning Aya")
+    assert reasons[("b.jsonl", 2)].startswith("near duplicate") and reasons[("b.jsonl", 2)].endswith(" row 4")
+    assert reasons[("c.json", 2)] == "not valid JSON (Unterminated string starting at)"
+    assert report.inputs[2] == {"input": inputs[2], "rows": 2, "error": "stopped after 2 rows: invalid JSON in row 2: "
+                                "the rows after it cannot be found"}
     assert report.notes["answers extracted from solutions"] == 2
     assert report.notes["ungradable alternative answers removed"] == 1
 
@@ -86,10 +87,10 @@ def test_the_report_is_written_as_markdown_and_json(tmp_path):
     out = tmp_path / "train.parquet"
     prepare(_inputs(tmp_path), out, _settings(), report_dir=tmp_path / "reports")
     data = json.loads((tmp_path / "reports" / "train.report.json").read_text())
-    assert data["rows_read"] == 34 and data["rows_written"] == 25 and data["output"]["rows"] == 25
+    assert data["rows_read"] == 35 and data["rows_written"] == 25 and data["output"]["rows"] == 25
     assert data["settings"]["ngram"] == 8 and data["seconds"] > 0 and data["peak_memory_mb"] > 0
     markdown = (tmp_path / "reports" / "train.report.md").read_text()
-    assert "| decontaminate |" in markdown and "a.json` row 27" in markdown and "stopped after 1 rows" in markdown
+    assert "| decontaminate |" in markdown and "a.json` row 28" in markdown and "stopped after 2 rows" in markdown
 
 
 def test_runs_are_repeatable_and_shuffling_is_seeded(tmp_path):

@@ -39,8 +39,8 @@ def test_the_shared_training_set_is_curated(tmp_path):
     assert report["seconds"] < 60 and report["peak_memory_mb"] < 1024
 
     examples = {name: {(Path(e["file"]).name, e["row"]) for e in step["examples"]} for name, step in steps.items()}
-    assert ("aime_1983_2023.json", 1) in examples["decontaminate"]  # "Let f(x)=|x-p|+|x-15|+|x-p-15|" is MATH-500's
-    assert ("math_train.json", 1612) in examples["exact_dedup"]  # the AIME 1991 page-numbering problem, again
+    assert ("aime_1983_2023.json", 2) in examples["decontaminate"]  # "Let f(x)=|x-p|+|x-15|+|x-p-15|" is MATH-500's
+    assert ("math_train.json", 1613) in examples["exact_dedup"]  # the AIME 1991 page-numbering problem, again
 
     records = list(read_records(out))
     assert len(records) == report["rows_written"] and len({r.id for r in records}) == len(records)

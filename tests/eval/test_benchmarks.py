@@ -51,7 +51,7 @@ def test_clear_errors(tmp_path):
         load(str(tmp_path / "missing.json"))
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"problem": "ok", "answer": "1"}, {"problem": "no answer here"}]))
-    with pytest.raises(BenchmarkError, match=r"bad.json: row 1: no answer"):
+    with pytest.raises(BenchmarkError, match=r"bad.json: row 2: no answer"):
         load(str(bad))
     with pytest.raises(BenchmarkError, match="not found in"):
         load("math500", data_dir=tmp_path)

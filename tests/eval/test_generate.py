@@ -66,5 +66,5 @@ def test_resume_accepts_the_model_from_another_folder_not_another_commit(llm, tm
     run_eval(llm, once, tmp_path, model=hub_model)
     # The same snapshot under another HF_HOME resumes; another commit of the same id does not.
     run_eval(llm, once, tmp_path, model={**hub_model, "folder": "/cache-b/snapshots/c1"})
-    with pytest.raises(EvalError, match="other model"):
+    with pytest.raises(EvalError, match=r"other settings \(earlier -> now\): model.commit: \"c1\" -> \"c2\"\. "):
         run_eval(llm, once, tmp_path, model={**hub_model, "commit": "c2", "folder": "/cache-b/snapshots/c2"})

@@ -46,6 +46,10 @@ def test_two_stages_metrics_checkpoint_and_plot(tiny_run_inputs, tmp_path):
     AutoModelForCausalLM.from_pretrained(out / "checkpoints" / latest / "model")  # Hugging Face format
     plotted = run_cli("plot", str(out))
     assert plotted.returncode == 0 and (out / "plots" / "training.png").stat().st_size > 10_000
+    logged = (out / "metrics.jsonl").read_text()
+    again = run_cli("train", *train_args(tiny_run_inputs, out, steps=2, extra=extra), timeout=120)
+    assert again.returncode == 2 and f"out_dir={out} holds an earlier run" in again.stderr  # not a restart at step 0
+    assert (out / "metrics.jsonl").read_text() == logged
 
 
 @pytest.mark.parametrize(
@@ -54,6 +58,7 @@ def test_two_stages_metrics_checkpoint_and_plot(tiny_run_inputs, tmp_path):
         ("optim.lrr=1", "unknown key optim.lrr"),
         ("stages.0.prompts_per_step=3", "not divisible into optim.mini_batches=2"),
         ("optim.micro_batch_tokens=8", "micro_batch_tokens must hold"),
+        ("data.max_prompt_tokens=4", "data.train_files: no problem fits data.max_prompt_tokens=4 (56 longer"),
     ],
 )
 def test_bad_config_fails_at_start_naming_the_key(tiny_run_inputs, tmp_path, override, message):

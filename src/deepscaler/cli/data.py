@@ -61,7 +61,12 @@ def _check_output(path: Path) -> None:
 
     if path.suffix not in SUFFIXES:
         raise UsageError(f"{path}: output must end in {', '.join(SUFFIXES)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise UsageError(f"--out {path}: is a folder, give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--out {path}: cannot create folder {error.filename} ({error.strerror or error})") from None
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -69,6 +74,8 @@ def _prepare(args: argparse.Namespace) -> int:
     from deepscaler.eval.benchmarks import DEFAULT_BENCHMARKS
 
     _check_output(args.out)
+    if args.report is not None and args.report.exists() and not args.report.is_dir():
+        raise UsageError(f"--report {args.report}: not a folder")
     if args.decontaminate is None:
         benchmarks = DEFAULT_BENCHMARKS
     elif args.decontaminate.strip().lower() == "none":
@@ -89,16 +96,20 @@ def _prepare(args: argparse.Namespace) -> int:
         report = prepare(args.inputs, args.out, settings, args.report)
     except (SourceUnavailable, DecontaminationError) as error:
         raise UsageError(str(error)) from None
+    except OSError as error:  # inputs' read faults are counted inside; this is the output or report failing
+        raise UsageError(f"{error.filename or args.out}: cannot write ({error.strerror or error})") from None
     for step in report.to_dict()["steps"]:
         print(f"{step['step']:>14}: {step['rows_in']:>8} in  {step['dropped']:>7} dropped  {step['rows_out']:>8} out")
     stem = args.out.name[: -len(args.out.suffix)]
     where = args.report if args.report is not None else args.out.parent
-    print(f"{report.rows_written} of {report.rows_read} rows written to {args.out} in {report.seconds:.1f} s; "
+    dropped = report.rows_read - report.rows_written
+    print(f"{report.rows_written} of {report.rows_read} rows written to {args.out} ({dropped} dropped) "
+          f"in {report.seconds:.1f} s; "
           f"report: {where / (stem + '.report.md')}")
-    for item in report.inputs:
-        if item["error"]:
-            print(f"warning: {item['input']}: {item['error']}", file=sys.stderr)
-    return 0
+    unread = [item for item in report.inputs if item["error"]]
+    for item in unread:
+        print(f"warning: {item['input']}: {item['error']}", file=sys.stderr)
+    return 1 if unread else 0  # the output holds what could be read; a script should still notice the rest
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -112,18 +123,22 @@ def _convert(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     except ValueError:
         raise UsageError(f"{args.input}: give one file, not a directory of several") from None
-    bad = 0
+    bad, fault = 0, None
     with Writer(args.out, args.format, args.split) as writer:
         try:
-            for index, row in open_rows(spec):
+            for number, row in open_rows(spec):
                 try:
                     if isinstance(row, Unparsable):
                         raise BadRow(row.reason)
-                    writer.write(to_record(row, label(spec), index))
+                    writer.write(to_record(row, label(spec), number - 1))
                 except BadRow as error:
                     bad += 1
-                    print(f"skipped {spec} row {index}: {error}", file=sys.stderr)
-        except SourceError as error:
-            raise UsageError(f"{spec}: {error}") from None
+                    print(f"skipped {spec} row {number}: {error}", file=sys.stderr)
+        except SourceError as error:  # the rows before the fault are kept, as `prepare` keeps them
+            if not writer.count and not bad:
+                raise UsageError(f"{spec}: {error}") from None  # nothing could be read: no output at all
+            fault = error
     print(f"{writer.count} rows written to {args.out}" + (f"; {bad} bad rows skipped" if bad else ""))
-    return 1 if bad else 0
+    if fault is not None:
+        print(f"warning: {spec}: {fault}", file=sys.stderr)
+    return 1 if bad or fault else 0

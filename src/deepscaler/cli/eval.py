@@ -50,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--revision applies to --model")
     if args.n < 1 or args.max_tokens < 1:
         raise UsageError("--n and --max-tokens must be >= 1")
+    _check_numbers(args)
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out}: not a folder")
     settings = EvalSettings(
         benchmarks=[name.strip() for name in args.benchmarks.split(",") if name.strip()], n=args.n,
         temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, max_tokens=args.max_tokens,
@@ -57,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         chat_template=not args.no_chat_template, think=args.think, grader_timeout=args.grader_timeout,
         limit=args.limit, data_dir=args.data_dir,
     )
+    if not settings.benchmarks and not args.responses:
+        raise UsageError("--benchmarks names no benchmark")
     try:
         if args.responses:
             out = args.out or Path("runs") / f"eval-{args.responses.stem}"
@@ -69,13 +74,42 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Values no engine or grader can use, refused before anything loads (NaN fails every comparison)."""
+    if not 0 <= args.temperature < float("inf"):
+        raise UsageError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+    if not 0 < args.top_p <= 1:
+        raise UsageError(f"--top-p must be in (0, 1], got {args.top_p}")
+    if args.top_k < -1:
+        raise UsageError(f"--top-k must be -1 or 0 (off) or >= 1, got {args.top_k}")
+    if not 0 < args.grader_timeout < float("inf"):
+        raise UsageError(f"--grader-timeout must be a finite number of seconds > 0, got {args.grader_timeout}")
+    for name in ("limit", "workers", "concurrency"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name} must be >= 1, got {value}")
+    if args.prompt_template is not None:
+        try:
+            args.prompt_template.format(problem="")
+        except (KeyError, IndexError, ValueError) as error:
+            raise UsageError(f"--prompt-template must use {{problem}} and double any other braces ({error})") from None
+
+
 def _generate_and_grade(args: argparse.Namespace, settings) -> Path:
-    from deepscaler.eval.benchmarks import resolve
-    from deepscaler.eval.generate import run_eval
+    from dataclasses import asdict
+
+    from deepscaler.eval.generate import benchmark_files, check_resumable, run_eval
+    from deepscaler.eval.results import read_records
     from deepscaler.inference import LLM
 
-    for benchmark in settings.benchmarks:  # fail on a bad name before paying for loading the model
-        resolve(benchmark, settings.data_dir)
+    # Before paying for loading the model: bad benchmark names, and a folder holding another run's samples.
+    early = {"settings": asdict(settings), "benchmark_files": benchmark_files(settings), "model": {}}
+    if args.model:
+        early["model"] = {"name": Path(args.model).name, "path": str(args.model), "engine": args.engine}
+    out = args.out or (Path("runs") / f"eval-{early['model']['name']}" if args.model else None)
+    if out is not None:
+        check_resumable(out, early, model_known=False)
+        read_records(out / "samples.jsonl")  # a damaged line is reported now, not after the model has loaded
     from deepscaler.inference.remote import RemoteError, RemoteLLM
 
     try:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 from pathlib import Path
 
 from deepscaler.cli import UsageError
+
+# What a run writes into its directory, and so what --overwrite deletes; files of the user's own stay.
+RUN_FILES = ("metrics.jsonl", "checkpoints", "config.yaml", "tensorboard", "wandb", "wandb_id", "plots")
 
 EMBEDDED_HELP = """\
 With no --config, --resume or model.path: the embedded default, the whole recipe in miniature on
@@ -24,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="a YAML config (see configs/)")
     parser.add_argument("--out", help="run directory (same as out_dir=...)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh in a run directory that holds an earlier run: its metrics, checkpoints, "
+                             "logs and plots are deleted first (without this, such a directory is refused)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides)
     config_path = args.config
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues a run and --overwrite deletes it: give one of them")
+    if args.resume and (args.out or any(o.startswith("out_dir=") for o in overrides)):
+        raise UsageError("--resume continues the run in its own folder: drop --out / out_dir=")
     if not args.config and not args.resume and not any(o.startswith("model.path=") for o in overrides):
         return _embedded(args, overrides)
     if args.resume:
@@ -47,12 +59,19 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     if not config.model.path:
         raise UsageError("model.path is not set (give --config, model.path=FOLDER_OR_HUB_ID, or recipe=tiny)")
+    _check_data_files(config)
+    if not args.resume:
+        folder = Path(config.out_dir)
+        _claim_run_folder(folder, args.overwrite, f"out_dir={folder} holds an earlier run: continue it with --resume "
+                          f"{folder}, start afresh there with --overwrite (deletes its metrics and checkpoints), or "
+                          "choose another out_dir")
+    from deepscaler.eval.benchmarks import BenchmarkError
     from deepscaler.inference.hub import ModelNotFoundError
     from deepscaler.trainer.loop import Trainer, TrainingAborted
 
     try:
         trainer = Trainer(config, resume=bool(args.resume), progress=_printer())
-    except (ConfigError, ModelNotFoundError) as error:  # what only start-up finds out, e.g. W&B refusing to start
+    except (ConfigError, ModelNotFoundError, BenchmarkError) as error:  # what only start-up finds, e.g. a bad row
         raise UsageError(str(error)) from None
     try:
         trainer.train()
@@ -61,6 +80,44 @@ def run(args: argparse.Namespace) -> int:
     finally:
         trainer.close()
     return 0
+
+
+def _holds_run(folder: Path) -> bool:
+    """Whether a run has logged a step or written a checkpoint in `folder`."""
+    metrics, checkpoints = folder / "metrics.jsonl", folder / "checkpoints"
+    return (metrics.is_file() and metrics.stat().st_size > 0) or (checkpoints.is_dir() and any(checkpoints.iterdir()))
+
+
+def _claim_run_folder(folder: Path, overwrite: bool, refusal: str) -> None:
+    """A new run must not write into an earlier run's folder: restarting from step 0 there would append to its
+    metrics.jsonl and mix its checkpoints with the new ones. --overwrite deletes the earlier run's files first
+    (on rank 0 only: under torchrun every rank runs this, and the trainer's start-up waits for rank 0)."""
+    if not _holds_run(folder):
+        return
+    if not overwrite:
+        raise UsageError(refusal)
+    if os.environ.get("RANK", "0") != "0":
+        return
+    for name in RUN_FILES:
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _check_data_files(config) -> None:
+    """Every data file is there before the model loads; files given by benchmark name are looked up."""
+    from deepscaler.eval.benchmarks import BenchmarkError, resolve
+
+    if not config.data.train_files:
+        raise UsageError("data.train_files is empty: give at least one JSON, JSONL or Parquet file of problems")
+    for key in ("train_files", "val_files"):
+        for index, name in enumerate(getattr(config.data, key)):
+            try:
+                resolve(name)
+            except BenchmarkError as error:
+                raise UsageError(f"data.{key}.{index}: {error}") from None
 
 
 def _printer():
@@ -78,6 +135,11 @@ def _embedded(args: argparse.Namespace, overrides: list[str]) -> int:
     from deepscaler.recipes.embedded import run_embedded
 
     out = Path(args.out or "runs/embedded")
+    _claim_run_folder(out / "rl", args.overwrite,  # the embedded default's GRPO run lives in <out>/rl
+                      f"{out} holds an earlier run of the embedded default: give --overwrite to replace it, or "
+                      "another --out")
+    if args.overwrite:  # else its held-out evaluations would resume from the earlier run's samples
+        shutil.rmtree(out / "eval", ignore_errors=True)
     try:
         summary = run_embedded(out, overrides)
     except ConfigError as error:

@@ -95,15 +95,15 @@ def benchmark_problems(names: Iterable[str], data_dir: str | Path | None = None)
             raise DecontaminationError(str(error)) from None
         benchmark = name if name == label(name) else label(str(path))
         try:
-            for index, row in open_rows(str(path)):
+            for number, row in open_rows(str(path)):
                 if isinstance(row, Unparsable):
-                    raise DecontaminationError(f"{path}: row {index}: {row.reason}")
+                    raise DecontaminationError(f"{path}: row {number}: {row.reason}")
                 if isinstance(row, dict) and "reward_model" not in row:
                     row = {key: value for key, value in row.items() if key not in ANSWER_FIELDS}  # text only
                 try:
-                    record = to_record(row, benchmark, index)
+                    record = to_record(row, benchmark, number - 1)
                 except BadRow as error:
-                    raise DecontaminationError(f"{path}: row {index}: {error}") from None
+                    raise DecontaminationError(f"{path}: row {number}: {error}") from None
                 yield benchmark, record.id, record.problem
         except SourceError as error:
             raise DecontaminationError(f"{path}: {error}") from None

@@ -143,10 +143,10 @@ class Writer:
 
 def read_records(path: str | Path) -> Iterator[Record]:
     """The records of a file in either layout (detected per row); raises BadRow naming the row."""
-    for index, row in open_rows(str(path)):
+    for number, row in open_rows(str(path)):
         if isinstance(row, Unparsable):
-            raise BadRow(f"{path}: row {index}: {row.reason}")
+            raise BadRow(f"{path}: row {number}: {row.reason}")
         try:
-            yield to_record(row, label(str(path)), index)
+            yield to_record(row, label(str(path)), number - 1)
         except BadRow as error:
-            raise BadRow(f"{path}: row {index}: {error}") from None
+            raise BadRow(f"{path}: row {number}: {error}") from None

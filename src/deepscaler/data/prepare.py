@@ -60,6 +60,8 @@ class Settings:
         for name in ("ngram", "shingle"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.examples < 0:
+            raise ValueError(f"examples must be at least 0, got {self.examples}")
         if self.num_perm < 16:
             raise ValueError(f"num_perm must be at least 16, got {self.num_perm}")
         if self.near_threshold is not None:
@@ -85,25 +87,26 @@ class _Run:
         self._answers: dict[int, list[str]] = {}  # of kept rows: a near duplicate must have the same answer
 
     def where(self, key: int) -> str:
-        """`<input> row <n>` of a gradable row, by its key."""
+        """`<input> row <n>` (1-based) of a gradable row, by its key."""
         return f"{self.specs[self._files[key]]} row {self._rows[key]}"
 
     def _same_answer(self, answers: list[str], earlier: int) -> bool:
         """Whether a row has the answer of an earlier kept row: when not, a changed number made a new problem."""
         return any(is_equivalent(answer, self._answers[earlier]) for answer in answers)
 
-    def process(self, file: int, index: int, raw: Any) -> Record | None:
-        """The record this row becomes, or None when a step drops it (and the report says why)."""
+    def process(self, file: int, number: int, raw: Any) -> Record | None:
+        """The record row `number` (1-based) becomes, or None when a step drops it (and the report says why)."""
         report, spec = self.report, self.specs[file]
 
         def drop(step: str, reason: str, record: Record | None = None) -> None:
-            report.dropped(step, spec, index, reason, record.problem if record else None, record.id if record else None)
+            report.dropped(step, spec, number, reason, record.problem if record else None,
+                           record.id if record else None)
 
         report.passed("read")
         if isinstance(raw, Unparsable):
             return drop("read", raw.reason)
         try:
-            record = to_record(raw, label(spec), index)
+            record = to_record(raw, label(spec), number - 1)
         except BadRow as error:
             return drop("read", str(error))
         report.passed("answer")
@@ -120,7 +123,7 @@ class _Run:
         record.answers = kept
         key = len(self._rows)
         self._files.append(file)
-        self._rows.append(index)
+        self._rows.append(number)
         report.passed("exact_dedup")
         normal = normal_form(record.problem)
         earlier = self.exact.check(normal, key)
@@ -208,9 +211,9 @@ def _read(run: _Run, file: int, spec: str, stream: Iterator[tuple[int, Any]], si
           advance: Any) -> dict[str, Any]:
     rows, error = 0, None
     try:
-        for index, raw in stream:
+        for number, raw in stream:
             rows += 1
-            record = run.process(file, index, raw)
+            record = run.process(file, number, raw)
             if record is not None:
                 sink.write(record)
             if rows % 256 == 0:
@@ -218,7 +221,7 @@ def _read(run: _Run, file: int, spec: str, stream: Iterator[tuple[int, Any]], si
     except SourceUnavailable:
         raise
     except SourceError as fault:
-        error = f"stopped after {rows} rows: {fault}"
+        error = f"stopped after {rows} rows: {fault}"  # rows past a fault that hides them are not counted
         run.report.notes["inputs that could not be read to the end"] += 1
     advance(spec, rows, sink.count)
     return {"input": spec, "rows": rows, "error": error}

@@ -43,7 +43,28 @@ class Record:
 
 
 def to_record(row: Any, source: str, index: int) -> Record:
-    """The record a raw row describes; `source` and `index` fill in a missing source and id."""
+    """The record a raw row describes; `source` and `index` (0-based) fill in a missing source and id."""
+    record = _to_record(row, source, index)
+    for name in ("id", "problem", "source", "solution"):
+        _check_text(getattr(record, name), name)
+    for answer in record.answers:
+        _check_text(answer, "answers")
+    return record
+
+
+def _check_text(text: str | None, name: str) -> None:
+    """Text that cannot be written as UTF-8: a lone surrogate, from a JSON escape such as \\ud800 or from a
+    byte that was not UTF-8 (kept by the JSON array reader's surrogateescape)."""
+    if text is None:
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise BadRow(f"`{name}` is not valid UTF-8 text (character {error.start + 1} is a lone surrogate "
+                     "or an undecodable byte)") from None
+
+
+def _to_record(row: Any, source: str, index: int) -> Record:
     if not isinstance(row, dict):
         raise BadRow(f"not an object but {type(row).__name__}")
     if isinstance(row.get("prompt"), list) and isinstance(row.get("reward_model"), dict):

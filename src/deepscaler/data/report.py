@@ -1,7 +1,8 @@
 """The account of one `data prepare` run: rows in and out of every step, with examples of what each dropped.
 
 Every row that does not reach the output is counted in exactly one step, so the numbers add up: rows read
-= rows written + the sum of the drops. Examples name the file and the row (0-based position in the file).
+= rows written + the sum of the drops. Examples name the file and the row as a person counts it (1-based;
+in a JSONL file, the line number).
 """
 
 from __future__ import annotations

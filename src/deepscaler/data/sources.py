@@ -1,9 +1,12 @@
 """Inputs read as streams of rows: JSON arrays, JSON lines, Parquet files and Hugging Face datasets.
 
-Every reader yields `(index, row)` one row at a time, so a file of any size is read in bounded memory
-(a JSON array too: it is decoded object by object). A file that turns unreadable part-way raises
-`SourceError` after the rows before the fault; a JSON line that does not parse is yielded as `Unparsable`
-so that it is reported as a bad row and the next line is still read.
+Every reader yields `(number, row)` one row at a time, so a file of any size is read in bounded memory
+(a JSON array too: it is decoded object by object). `number` is the row as a person counts it: 1-based, and
+in a JSONL file the line number. A row that cannot be read (a JSON line that does not parse or is not UTF-8,
+a Parquet row group that will not decode) is yielded as `Unparsable`, so that it is counted as a bad row and
+the next one is still read. Only where the rows after a fault cannot even be found (a JSON array broken
+mid-way, a Parquet file without its footer, a stream cut off) does a reader raise `SourceError`, after the
+rows before the fault.
 """
 
 from __future__ import annotations
@@ -76,19 +79,29 @@ def open_rows(spec: str) -> Iterator[tuple[int, Any]]:
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """Line by line, each decoded on its own: one bad byte costs its line, not the file."""
+    number = 0
     try:
-        with path.open(encoding="utf-8-sig") as handle:
-            index = 0
-            for line in handle:
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if number == 1:
+                    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark some editors write
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    yield number, Unparsable(f"not valid UTF-8 (byte 0x{raw[error.start]:02x} at column "
+                                             f"{error.start + 1})")
+                    continue
                 if not line.strip():
                     continue
                 try:
-                    yield index, json.loads(line)
+                    yield number, json.loads(line)
                 except json.JSONDecodeError as error:
-                    yield index, Unparsable(f"not valid JSON ({error.msg}, column {error.colno})")
-                index += 1
-    except (OSError, UnicodeDecodeError) as error:
-        raise SourceError(f"cannot read ({_one_line(error)})") from None
+                    yield number, Unparsable(f"not valid JSON ({error.msg}, column {error.colno})")
+                except ValueError as error:  # an integer past Python's 4,300-digit conversion limit
+                    yield number, Unparsable(f"not readable JSON ({_one_line(error)})")
+    except OSError as error:
+        raise SourceError(f"cannot read past line {number} ({_one_line(error)})") from None
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -96,25 +109,39 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
         import pyarrow.parquet as pq
     except ImportError:
         raise SourceUnavailable(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
-    return _parquet_batches(pq, path)
+    return _parquet_groups(pq, path)
 
 
-def _parquet_batches(pq: Any, path: Path) -> Iterator[tuple[int, Any]]:
-    index = 0
+def _parquet_groups(pq: Any, path: Path) -> Iterator[tuple[int, Any]]:
+    """Row group by row group: the footer says how many rows each holds, so a group that will not decode
+    is still counted, row by row, as unreadable."""
     try:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=2048):
-            for row in batch.to_pylist():
-                yield index, row
-                index += 1
+        parquet = pq.ParquetFile(path)
     except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
-        raise SourceError(f"cannot read ({_one_line(error)})") from None
+        raise SourceError(f"not a readable Parquet file, no row can be found ({_one_line(error)})") from None
+    before = 0
+    for group in range(parquet.num_row_groups):
+        size, done = parquet.metadata.row_group(group).num_rows, 0
+        try:
+            for batch in parquet.iter_batches(batch_size=2048, row_groups=[group]):
+                for row in batch.to_pylist():
+                    done += 1
+                    yield before + done, row
+        except (OSError, ValueError) as error:
+            reason = f"Parquet row group {group} cannot be decoded ({_one_line(error)})"
+            for number in range(before + done + 1, before + size + 1):
+                yield number, Unparsable(reason)
+        before += size
 
 
 def _json_array_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    """Decode a JSON array one element at a time; the buffer holds one chunk plus the current element."""
+    """Decode a JSON array one element at a time; the buffer holds one chunk plus the current element.
+
+    Bytes that are not UTF-8 are kept as lone surrogates (surrogateescape): inside a string they make only
+    that row bad (`to_record` refuses such text), where a strict decode would lose the rest of the file."""
     decoder = json.JSONDecoder()
     try:
-        handle = path.open(encoding="utf-8-sig")
+        handle = path.open(encoding="utf-8-sig", errors="surrogateescape")
     except OSError as error:
         raise SourceError(f"cannot read ({_one_line(error)})") from None
     with handle:
@@ -136,32 +163,41 @@ def _json_array_rows(path: Path) -> Iterator[tuple[int, Any]]:
                 fill()
 
         try:
-            if next_char() != "[":
-                raise SourceError("expected a JSON array of objects")
+            first = next_char()
+            if first != "[":
+                found = repr(first) if first else "nothing"
+                raise SourceError(f"expected a JSON array of objects, found {found}: no row can be found")
             position += 1
-            index = 0
+            number = 0
             while True:
                 char = next_char()
                 if char == "]":
                     return
-                if index and char != ",":
-                    raise SourceError(f"invalid JSON after row {index - 1} (expected ',' or ']')")
-                if index:
+                if not char:
+                    raise SourceError(f"the array ends after row {number} without its closing ']'")
+                if number and char != ",":
+                    raise SourceError(f"invalid JSON after row {number} (expected ',' or ']'): the rows "
+                                      "after it cannot be found")
+                if number:
                     position += 1
-                    next_char()
+                    if not next_char():
+                        raise SourceError(f"the array ends after row {number} without its closing ']'")
+                number += 1
                 while True:
                     try:
                         row, end = decoder.raw_decode(buffer, position)
                         if end < len(buffer) or at_end:
                             break  # a value ending at the buffer's end may be a cut-off number
-                    except json.JSONDecodeError as error:
-                        if at_end or len(buffer) - position > _MAX_ROW_CHARS:
-                            raise SourceError(f"invalid JSON at row {index} ({error.msg})") from None
+                    except ValueError as error:  # JSONDecodeError, or an integer past the digit limit
+                        syntax = isinstance(error, json.JSONDecodeError)
+                        if not syntax or at_end or len(buffer) - position > _MAX_ROW_CHARS:
+                            yield number, Unparsable(f"not valid JSON ({error.msg if syntax else _one_line(error)})")
+                            raise SourceError(f"invalid JSON in row {number}: the rows after it cannot be "
+                                              "found") from None
                     fill()
                 position = end
-                yield index, row
-                index += 1
-        except UnicodeDecodeError as error:
+                yield number, row
+        except OSError as error:
             raise SourceError(f"cannot read ({_one_line(error)})") from None
 
 
@@ -184,13 +220,13 @@ def _hf_rows(spec: str) -> Iterator[tuple[int, Any]]:
 
 
 def _hf_iterate(dataset: Any, spec: str) -> Iterator[tuple[int, Any]]:
-    index = 0
+    number = 0
     try:
         for row in dataset:
-            yield index, row
-            index += 1
+            number += 1
+            yield number, row
     except Exception as error:  # a stream can break on the network at any row
-        raise SourceError(f"cannot read past row {index} ({_one_line(error)})") from None
+        raise SourceError(f"cannot read past row {number} ({_one_line(error)})") from None
 
 
 def _one_line(error: BaseException) -> str:

@@ -107,7 +107,7 @@ def _read_rows(path: Path) -> list[dict]:
 
 
 def _to_problem(row: Any, index: int, path: Path) -> Problem:
-    where = f"{path}: row {index}"
+    where = f"{path}: row {index + 1}"  # as a person counts rows; `index` stays 0-based for default ids
     if not isinstance(row, dict):
         raise BenchmarkError(f"{where}: not an object")
     problem = next((row[key] for key in _PROBLEM_FIELDS if isinstance(row.get(key), str)), None)

@@ -50,9 +50,7 @@ def run_eval(llm: Any, settings: EvalSettings, out_dir: Path, model: dict[str, A
         "model": model,
         "settings": asdict(settings),
         "chat_template_prefills_think": template_prefills_think(tokenizer) if settings.chat_template else None,
-        "benchmark_files": {name: {"path": str(resolve(name, settings.data_dir)),
-                                   "sha256": _sha256(resolve(name, settings.data_dir))}
-                            for name in settings.benchmarks},
+        "benchmark_files": benchmark_files(settings),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     # Chunks partition the whole problem list, and an unfinished chunk is redone whole: a chunk's samples
@@ -100,19 +98,63 @@ def sample_and_grade(
     return records
 
 
+def benchmark_files(settings: EvalSettings) -> dict[str, dict[str, str]]:
+    """Each benchmark's file and the SHA-256 of its bytes: a changed file is a changed evaluation."""
+    paths = {name: resolve(name, settings.data_dir) for name in settings.benchmarks}
+    return {name: {"path": str(path), "sha256": _sha256(path)} for name, path in paths.items()}
+
+
+def check_resumable(out_dir: Path, config: dict[str, Any], model_known: bool = True) -> None:
+    """Refuse, naming every setting that differs, to add samples to a folder holding those of another run.
+
+    `config` holds what is known so far of "model", "settings" and "benchmark_files" (so this can run before a
+    model loads); with `model_known` False only the model fields it gives are compared (a hub commit is known
+    only once the model is resolved, and run_eval checks again then)."""
+    previous = out_dir / "config.json"
+    if not (out_dir / "samples.jsonl").exists():
+        return
+    if not previous.is_file():  # run_eval writes it before any sample: without it, whose samples are these?
+        raise EvalError(f"{out_dir} holds samples.jsonl but no config.json, so not what made them: use another --out")
+    try:
+        old = json.loads(previous.read_bytes().decode("utf-8"))
+        if not isinstance(old, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as error:
+        raise EvalError(f"{previous}: not readable ({error}); use another --out") from None
+    old_model = _identity(old.get("model") if isinstance(old.get("model"), dict) else {})
+    new_model = _identity(config.get("model") or {})
+    if not model_known:
+        old_model = {key: value for key, value in old_model.items() if key in new_model}
+    changed = _differences(old_model, new_model, "model") + _differences(old.get("settings"), config["settings"], "")
+    old_files = old.get("benchmark_files") if isinstance(old.get("benchmark_files"), dict) else {}
+    common = [name for name in config["benchmark_files"] if name in old_files]  # added ones show in benchmarks
+    changed += _differences({name: old_files[name] for name in common},
+                            {name: config["benchmark_files"][name] for name in common}, "benchmark_files")
+    if changed:
+        raise EvalError(f"{out_dir} holds a run with other settings (earlier -> now): {'; '.join(changed)}. "
+                        "Give the same ones to resume, or another --out")
+
+
+def _differences(old: Any, new: Any, where: str) -> list[str]:
+    """`key: old -> new` for each leaf that differs between two JSON trees; dict keys as dotted paths."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = list(new) + [key for key in old if key not in new]
+        return [line for key in keys
+                for line in _differences(old.get(key), new.get(key), f"{where}.{key}" if where else str(key))]
+    return [] if old == new else [f"{where}: {_short(old)} -> {_short(new)}"]
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 50 else text[:47] + "..."
+
+
 def _resume(out_dir: Path, config: dict, n: int, chunks: list[list[tuple[str, Problem]]]) -> list[SampleRecord]:
     """Samples already written for whole chunks, when out_dir holds a run with the same configuration."""
-    previous = out_dir / "config.json"
     samples = out_dir / "samples.jsonl"
     if not samples.exists():
         return []
-    if previous.is_file():
-        old = json.loads(previous.read_text())
-        old["model"] = _identity(old.get("model") or {})
-        ours = {**config, "model": _identity(config["model"])}
-        changed = [key for key in ("model", "settings", "benchmark_files") if old.get(key) != ours[key]]
-        if changed:
-            raise EvalError(f"{out_dir} holds a run with other {', '.join(changed)}: use another --out")
+    check_resumable(out_dir, config)
     records = read_records(samples)
     per_problem: dict[tuple[str, str], int] = {}
     for record in records:

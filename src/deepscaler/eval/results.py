@@ -13,6 +13,10 @@ from deepscaler.reward import RewardScorer, extract_answer
 from deepscaler.reward.equivalence import answer_key
 
 
+class EvalError(ValueError):
+    """Bad evaluation input; the message names the file and the line."""
+
+
 @dataclass
 class SampleRecord:
     """One line of samples.jsonl."""
@@ -86,18 +90,35 @@ def write_records(path: Path, records: Iterable[SampleRecord]) -> None:
 
 
 def read_records(path: Path) -> list[SampleRecord]:
-    """Records from samples.jsonl; a torn last line (an interrupted write) is ignored."""
-    records = []
+    """Records from samples.jsonl. The last line, when it does not read (an interrupted write, cut anywhere,
+    even inside a character), is dropped: its chunk is then redone. A line before it that does not read was
+    damaged after it was written, and is an EvalError naming the file and line."""
     if not path.is_file():
-        return records
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+        return []
+    lines = [(number, raw) for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1) if raw.strip()]
+    records = []
+    for position, (number, raw) in enumerate(lines):
         try:
-            records.append(SampleRecord(**json.loads(line)))
-        except (json.JSONDecodeError, TypeError):
-            if number == len(lines):
+            records.append(_record(json.loads(raw.decode("utf-8"))))
+        except ValueError as error:  # UnicodeDecodeError and JSONDecodeError among them
+            if position == len(lines) - 1:
                 break
-            raise ValueError(f"{path}:{number}: not a sample record") from None
+            reason = error.reason if isinstance(error, UnicodeDecodeError) else error
+            raise EvalError(f"{path}:{number}: not a sample record ({reason}); delete the line or use another "
+                            "--out") from None
     return records
+
+
+def _record(row: object) -> SampleRecord:
+    """A sample record from one decoded line; ValueError when it is not one."""
+    if not isinstance(row, dict):
+        raise ValueError(f"not an object but {type(row).__name__}")
+    try:
+        record = SampleRecord(**row)
+    except TypeError:
+        raise ValueError(f"fields {sorted(row)} are not a sample record's") from None
+    if not (isinstance(record.benchmark, str) and isinstance(record.problem_id, str)
+            and isinstance(record.response, str) and isinstance(record.answers, list)
+            and isinstance(record.sample_index, int) and not isinstance(record.sample_index, bool)):
+        raise ValueError("a field has the wrong type")
+    return record

@@ -18,14 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from deepscaler.eval import report
-from deepscaler.eval.results import SampleRecord, score_records, summarize, write_records
+from deepscaler.eval.results import EvalError, SampleRecord, score_records, summarize, write_records
 from deepscaler.reward import RewardScorer
 
 DEFAULT_PROMPT = "{problem} Let's think step by step and output the final answer within \\boxed{{}}."
-
-
-class EvalError(ValueError):
-    """Bad evaluation input; the message names the file and the line."""
 
 
 @dataclass

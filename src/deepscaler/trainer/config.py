@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
-from typing import Literal
+from operator import attrgetter
+from typing import Any, Literal
 
 from deepscaler.config import ConfigError
 
@@ -170,9 +171,10 @@ class TrainConfig:
 
 
 def validate(config: TrainConfig) -> None:
-    """Impossible combinations fail at start-up, naming the key."""
+    """Impossible values and combinations fail at start-up, naming the key."""
     if not config.stages:
         raise ConfigError("stages: at least one stage is needed")
+    _validate_ranges(config)
     _validate_rollout(config)
     if config.wandb_project is not None and importlib.util.find_spec("wandb") is None:
         raise ConfigError("wandb_project is set but wandb is not installed: pip install 'deepscaler[wandb]'")
@@ -196,6 +198,77 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError("optim.lr must be > 0")
     if config.distributed.timeout_minutes <= 0:
         raise ConfigError("distributed.timeout_minutes must be > 0")
+
+
+def _positive(value: Any) -> bool:
+    return value > 0
+
+
+def _at_least(minimum: int) -> Any:
+    return lambda value: value >= minimum
+
+
+def _share(value: Any) -> bool:
+    return 0 < value <= 1
+
+
+def _below_one(value: Any) -> bool:
+    return 0 <= value < 1
+
+
+# (key, test, what the test asks) for values that would otherwise fail deep inside a run (a division by zero at
+# the first checkpoint, a sampler refusing at the first step) or train on nonsense; None passes where allowed.
+_RANGES: tuple[tuple[str, Any, str], ...] = (
+    ("seed", _at_least(0), ">= 0"),
+    ("data.max_prompt_tokens", _at_least(1), ">= 1"),
+    ("rollout.temperature", _at_least(0), ">= 0"),
+    ("rollout.top_p", _share, "in (0, 1]"),
+    ("rollout.top_k", _at_least(-1), "-1 or 0 (off) or >= 1"),
+    ("rollout.kv_cache_gb", _positive, "> 0"),
+    ("algorithm.adv_eps", _positive, "> 0"),
+    ("algorithm.clip_low", _at_least(0), ">= 0"),
+    ("algorithm.clip_high", _at_least(0), ">= 0"),
+    ("algorithm.kl_coef", _at_least(0), ">= 0 (0 turns the reference model off)"),
+    ("algorithm.kl_clamp", _positive, "> 0 or null"),
+    ("algorithm.max_sampling_rounds", _at_least(1), ">= 1"),
+    ("algorithm.overlong_cache", _at_least(0), ">= 0"),
+    ("algorithm.overlong_factor", _at_least(0), ">= 0"),
+    ("algorithm.is_cap", _positive, "> 0"),
+    ("optim.weight_decay", _at_least(0), ">= 0"),
+    ("optim.beta1", _below_one, "in [0, 1)"),
+    ("optim.beta2", _below_one, "in [0, 1)"),
+    ("optim.grad_clip", _positive, "> 0"),
+    ("optim.warmup_steps", _at_least(0), ">= 0"),
+    ("optim.mini_batches", _at_least(1), ">= 1"),
+    ("optim.epochs", _at_least(1), ">= 1"),
+    ("optim.micro_batch_tokens", _at_least(1), ">= 1"),
+    ("optim.max_bad_steps", _at_least(1), ">= 1"),
+    ("validation.every_steps", _at_least(0), ">= 0 (0: only at stage ends)"),
+    ("validation.samples_per_problem", _at_least(1), ">= 1"),
+    ("validation.max_problems", _at_least(1), ">= 1 or null"),
+    ("validation.temperature", _at_least(0), ">= 0"),
+    ("validation.top_p", _share, "in (0, 1]"),
+    ("checkpoint.every_steps", _at_least(1), ">= 1"),
+    ("checkpoint.keep_last", _at_least(1), ">= 1"),
+)
+_STAGE_RANGES: tuple[tuple[str, Any, str], ...] = (
+    ("window", _at_least(1), ">= 1"),
+    ("truncation_trigger", _share, "in (0, 1] or null"),
+    ("plateau_patience", _at_least(1), ">= 1 or null"),
+)
+
+
+def _validate_ranges(config: TrainConfig) -> None:
+    checks = [(key, attrgetter(key)(config), test, wanted) for key, test, wanted in _RANGES]
+    checks += [(f"stages.{i}.{key}", getattr(stage, key), test, wanted)
+               for i, stage in enumerate(config.stages) for key, test, wanted in _STAGE_RANGES]
+    for key, value, test, wanted in checks:
+        if value is not None and not test(value):
+            raise ConfigError(f"{key}={value} must be {wanted}")
+    try:
+        config.data.prompt_template.format(problem="")
+    except (KeyError, IndexError, ValueError) as error:
+        raise ConfigError(f"data.prompt_template must use {{problem}} and double any other braces ({error})") from None
 
 
 def longest_sequence(config: TrainConfig) -> int:

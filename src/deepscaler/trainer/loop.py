@@ -97,6 +97,10 @@ class Trainer:
             problems += [Problem(f"{index}:{p.id}", p.problem, p.answers) for p in load(path)]
         prompts, dropped = render_prompts(problems, self.tokenizer, data.prompt_template, data.system_prompt,
                                           data.max_prompt_tokens)
+        if not prompts:
+            raise config_io.ConfigError("data.train_files: no problems in the files" if not dropped else
+                                        f"data.train_files: no problem fits data.max_prompt_tokens="
+                                        f"{data.max_prompt_tokens} ({dropped} longer, in tokens of the chat template)")
         if dropped and dist.is_main():
             print(f"dropped {dropped} prompts longer than data.max_prompt_tokens={data.max_prompt_tokens}")
         validation = [p for path in data.val_files for p in load(path)]

@@ -31,11 +31,19 @@ class MetricsLog:
                 self.writer = None
 
     def truncate_after(self, step: int) -> None:
-        """Forget steps after `step` (they were redone after resuming from a checkpoint)."""
+        """Forget steps after `step` (they were redone after resuming from a checkpoint), and a line torn by a
+        kill mid-write (it is after the checkpoint, whose step is logged before it is written)."""
         if not self.path.exists():
             return
-        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        kept = []
+        for raw in self.path.read_bytes().splitlines():
+            try:
+                record = json.loads(raw)
+            except ValueError:  # JSONDecodeError or UnicodeDecodeError: cut inside a value or a character
+                continue
+            if isinstance(record, dict) and record.get("step", 0) <= step:
+                kept.append(raw + b"\n")
+        self.path.write_bytes(b"".join(kept))
 
     def log(self, record: dict[str, Any]) -> None:
         with self.path.open("a", encoding="utf-8") as handle:
