@@ -29,12 +29,16 @@ def solution_part(response: str, think: str = "optional") -> str | None:
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` / `\\fbox{...}` / `\\boxed x` in text, brace-matched."""
+    """Content of the last `\\boxed{...}` / `\\fbox{...}` / `\\boxed x` in text, brace-matched; None when
+    there is none or it is empty."""
     start = max(text.rfind(command) for command in _BOX_COMMANDS)
     while start >= 0:
         end = _command_end(text, start)
         if text[start:end] in _BOX_COMMANDS:
-            return _box_content(text, end)  # a broken last box is no answer, not a cue to look earlier
+            # A broken or empty last box is no answer, not a cue to look earlier: an empty `\boxed{}` is
+            # what a model writes when it echoes the prompt's instruction ("... within \boxed{}").
+            content = _box_content(text, end)
+            return content if content is not None and content.strip() else None
         start = max(text.rfind(command, 0, start) for command in _BOX_COMMANDS)
     return None
 
