@@ -124,7 +124,10 @@ class StageConfig:
 
 @dataclass
 class ValidationConfig:
-    every_steps: int = 10  # 0: only at stage ends
+    # Validate every this many steps; 0: only at stage ends, and, for a stage with plateau_patience, at each step
+    # its truncation trigger holds (the stage then ends once pass@1 stops improving).
+    every_steps: int = 10
+    at_stage_end: bool = True  # also validate at the last step of each stage (unless that step just did)
     samples_per_problem: int = 4
     max_problems: int | None = None
     temperature: float = 0.6
@@ -164,6 +167,9 @@ class TrainConfig:
     # WANDB_MODE=offline keeps the run on disk (in the run directory) for a later `wandb sync`.
     wandb_project: str | None = None
     recipe: str | None = None  # "tiny": build the model and data on the spot (the embedded default)
+    # Warn (one line, once per streak, also as metrics.jsonl's "warning") when this many consecutive steps have every
+    # group solve-none: no response earns a reward, so only the KL and entropy terms move the policy.
+    solve_none_warn_steps: int = 5
 
     def __post_init__(self) -> None:
         validate(self)
