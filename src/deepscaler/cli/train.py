@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deepscaler.cli import UsageError
+from deepscaler.cli import UsageError, threads_option
 
 EMBEDDED_HELP = """\
 With no --config, --resume or model.path: the embedded default, the whole recipe in miniature on
@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="a YAML config (see configs/)")
     parser.add_argument("--out", help="run directory (same as out_dir=...)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    parser.add_argument("--threads", type=threads_option,
+                        help="the built-in rollout engine's threads, a number or auto (same as rollout.num_threads=)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from deepscaler.trainer.config import TrainConfig
 
     overrides = list(args.overrides)
+    if args.threads is not None:
+        overrides.append(f"rollout.num_threads={args.threads}")
     config_path = args.config
     if not args.config and not args.resume and not any(o.startswith("model.path=") for o in overrides):
         return _embedded(args, overrides)

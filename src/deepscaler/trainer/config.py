@@ -51,6 +51,10 @@ class RolloutConfig:
     # Built-in engine: processes sharing each rollout batch, one thread each (engines/parallel.py); "auto" is 2
     # for a model of at most 100M parameters on 2 or more threads, else 1.
     data_parallel: int | Literal["auto"] = "auto"
+    # Built-in engine: torch threads while generating in this process. None: torch's count, fixed (reproducible
+    # run to run); "auto": each decode step on 1 thread or all, whichever measures faster (much faster on a busy
+    # machine, but near-tied tokens may flip between runs: 1 and 2 threads round some products differently).
+    num_threads: int | Literal["auto"] | None = None
     # vLLM engine: every rank runs one beside its trainer, on its own GPU (colocated, as TRL's colocate mode and
     # verl's hybrid engine do); under torchrun it joins torchrun's process group (vLLM's external_launcher).
     # Ranks per vLLM engine. k > 1 shards each engine's weights and KV cache over k consecutive ranks (tensor
@@ -213,6 +217,8 @@ def _validate_rollout(config: TrainConfig) -> None:
     rollout = config.rollout
     if rollout.data_parallel != "auto" and rollout.data_parallel < 1:
         raise ConfigError(f"rollout.data_parallel must be 'auto' or at least 1, got {rollout.data_parallel}")
+    if rollout.num_threads not in (None, "auto") and rollout.num_threads < 1:
+        raise ConfigError(f"rollout.num_threads must be 'auto' or at least 1, got {rollout.num_threads}")
     if rollout.tensor_parallel_size < 1:
         raise ConfigError(f"rollout.tensor_parallel_size must be at least 1, got {rollout.tensor_parallel_size}")
     if rollout.tensor_parallel_size > 1 and rollout.engine != "vllm":

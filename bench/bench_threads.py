@@ -1,0 +1,71 @@
+"""The built-in engine's thread setting on a model past 100M parameters, on whatever load the host has.
+
+Workload: the ~144M-parameter "medium" random Qwen2 (about SmolLM2-135M's size, so data_parallel="auto"
+keeps it in one process), float32. Two calls: a chat turn (1 prompt, 25 new tokens, greedy: what
+`deepscaler chat` does) and a small batch (8 prompts x 32 new tokens). Each num_threads setting runs
+--repeats times, the settings interleaved so that a change of load hits all alike; the median and the
+worst are reported, with the load average and the usable CPUs at the start.
+
+    .venv/bin/python bench/bench_threads.py [--repeats 3] [--settings 2,1,auto,default]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def parse_setting(text: str) -> int | str | None:
+    return text if text in ("auto", "default") else int(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--settings", default="2,1,auto,default",
+                        help="num_threads values; 'default' is what the engine does when none is given")
+    parser.add_argument("--model", type=Path, help="a model folder (default: build the medium preset)")
+    args = parser.parse_args()
+
+    from deepscaler.inference import SamplingParams
+    from deepscaler.inference.engines.builtin import BuiltinEngine
+    from deepscaler.inference.models import count_parameters, make_tiny_model
+
+    model = args.model or make_tiny_model(Path(tempfile.mkdtemp()) / "medium", preset="medium", seed=0)
+    print(f"model: {count_parameters(model) / 1e6:.0f}M parameters; usable CPUs {len(os.sched_getaffinity(0))}; "
+          f"load average at start {os.getloadavg()[0]:.1f}")
+    settings = [parse_setting(s) for s in args.settings.split(",")]
+    engines = {s: BuiltinEngine(model, **({} if s == "default" else {"num_threads": s})) for s in settings}
+    tokenizer = next(iter(engines.values())).tokenizer
+    chat = [tokenizer.apply_chat_template([{"role": "user", "content": "What is 17 + 25?"}], tokenize=False,
+                                          add_generation_prompt=True)]
+    batch = [f"Question {i}: what is {3 * i} + {5 * i}?" for i in range(8)]
+    calls = {
+        "chat turn (1 x 25 tokens)": ([tokenizer(t)["input_ids"] for t in chat],
+                                      SamplingParams(temperature=0, max_tokens=25, ignore_eos=True)),
+        "batch (8 x 32 tokens)": ([tokenizer(t)["input_ids"] for t in batch],
+                                  SamplingParams(temperature=1.0, seed=0, max_tokens=32, ignore_eos=True)),
+    }
+    for name, (prompts, params) in calls.items():
+        times: dict = {s: [] for s in settings}
+        for engine in engines.values():  # warm-up: first-call allocations and kernel compilation
+            engine.generate(prompts[:1], [params])
+        for _ in range(args.repeats):
+            for setting, engine in engines.items():
+                start = time.perf_counter()
+                engine.generate(prompts, [params] * len(prompts))
+                times[setting].append(time.perf_counter() - start)
+        print(f"\n{name}; load average now {os.getloadavg()[0]:.1f}")
+        for setting, values in times.items():
+            print(f"  num_threads={setting!s:8} median {statistics.median(values):6.2f} s   "
+                  f"worst {max(values):6.2f} s")
+    for engine in engines.values():
+        engine.close()
+
+
+if __name__ == "__main__":
+    main()
