@@ -78,7 +78,7 @@ def test_generate_on_vllm_writes_only_json_lines_to_stdout(tiny_model_dir: Path)
     pytest.importorskip("vllm", reason="vLLM is not installed")
     run = subprocess.run([DEEPSCALER, "generate", "--model", str(tiny_model_dir), "--engine", "vllm", "--prompt",
                           "What is 2+2?", "--prompt", "x", "--max-tokens", "4", "--seed", "0"],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     lines = [json.loads(line) for line in run.stdout.splitlines()]  # every line is JSON
     assert [line["index"] for line in lines] == [0, 1]
