@@ -4,9 +4,10 @@ Workload: the ~144M-parameter "medium" random Qwen2 (about SmolLM2-135M's size, 
 keeps it in one process), float32. Two calls: a chat turn (1 prompt, 25 new tokens, greedy: what
 `deepscaler chat` does) and a small batch (8 prompts x 32 new tokens). Each num_threads setting runs
 --repeats times, the settings interleaved so that a change of load hits all alike; the median and the
-worst are reported, with the load average and the usable CPUs at the start.
+worst are reported, with the load average and the usable CPUs at the start. --busy N runs N CPU-bound
+processes (a Python busy loop each) throughout, the issue's "another CPU-bound process".
 
-    .venv/bin/python bench/bench_threads.py [--repeats 3] [--settings 2,1,auto,default]
+    .venv/bin/python bench/bench_threads.py [--repeats 3] [--settings 2,1,auto] [--busy 1]
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +29,8 @@ def parse_setting(text: str) -> int | str | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--settings", default="2,1,auto,default",
+    parser.add_argument("--busy", type=int, default=0, help="CPU-bound processes to run meanwhile")
+    parser.add_argument("--settings", default="2,1,auto",
                         help="num_threads values; 'default' is what the engine does when none is given")
     parser.add_argument("--model", type=Path, help="a model folder (default: build the medium preset)")
     args = parser.parse_args()
@@ -39,7 +43,10 @@ def main() -> None:
     print(f"model: {count_parameters(model) / 1e6:.0f}M parameters; usable CPUs {len(os.sched_getaffinity(0))}; "
           f"load average at start {os.getloadavg()[0]:.1f}")
     settings = [parse_setting(s) for s in args.settings.split(",")]
-    engines = {s: BuiltinEngine(model, **({} if s == "default" else {"num_threads": s})) for s in settings}
+    # A small KV cache each: the engines live side by side.
+    engines = {s: BuiltinEngine(model, kv_cache_gb=0.25, **({} if s == "default" else {"num_threads": s}))
+               for s in settings}
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
     tokenizer = next(iter(engines.values())).tokenizer
     chat = [tokenizer.apply_chat_template([{"role": "user", "content": "What is 17 + 25?"}], tokenize=False,
                                           add_generation_prompt=True)]
@@ -65,6 +72,8 @@ def main() -> None:
                   f"worst {max(values):6.2f} s")
     for engine in engines.values():
         engine.close()
+    for spinner in spinners:
+        spinner.kill()
 
 
 if __name__ == "__main__":
