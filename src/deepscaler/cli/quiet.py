@@ -17,8 +17,10 @@ VERBOSE_HELP = "show the inference libraries' log lines (vLLM's INFO messages)"
 
 
 def quiet_libraries(verbose: bool) -> None:
-    """vLLM logs warnings and errors only, unless verbose. Through the environment, read when vLLM is
-    imported, here and in its engine-core child; and on its logger, for a vLLM this process already imported."""
+    """vLLM logs to stderr, and only warnings and errors unless verbose. Through the environment, read when
+    vLLM is imported, here and in its engine-core child; the level also on the logger, for a vLLM this process
+    already imported."""
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
     if verbose:
         return
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
