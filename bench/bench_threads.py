@@ -1,6 +1,6 @@
 """The built-in engine's thread setting on a model past 100M parameters, on whatever load the host has.
 
-Workload: the ~144M-parameter "medium" random Qwen2 (about SmolLM2-135M's size, so data_parallel="auto"
+Workload: the ~146M-parameter "medium" random Qwen2 (about SmolLM2-135M's size, so data_parallel="auto"
 keeps it in one process), float32. Two calls: a chat turn (1 prompt, 25 new tokens, greedy: what
 `deepscaler chat` does) and a small batch (--batch prompts, default 8, x 32 new tokens). Each num_threads setting runs
 --repeats times, the settings interleaved so that a change of load hits all alike; the median and the
