@@ -2,6 +2,7 @@ import io
 import subprocess
 import sys
 
+import pytest
 from rich.console import Console
 
 from deepscaler.cli.chat import ThinkPrinter
@@ -39,3 +40,15 @@ def test_chat_unknown_model_is_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "deepscaler.cli", "chat", "--model", str(tmp_path / "nope")],
                             input="", capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "nope" in result.stderr
+
+
+@pytest.mark.slow
+def test_chat_on_vllm_opens_without_its_log(tmp_path):
+    pytest.importorskip("vllm", reason="vLLM is not installed")
+    folder = make_tiny_model(tmp_path / "tiny", preset="tiny", seed=0)
+    result = subprocess.run([sys.executable, "-m", "deepscaler.cli", "chat", "--model", str(folder), "--engine",
+                             "vllm", "--max-tokens", "4"], input="hello\n/exit\n", capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith(str(folder))  # the banner first: no screen of log lines before it
+    assert " INFO " not in result.stdout + result.stderr and "WARNING" not in result.stdout  # warnings: stderr

@@ -36,6 +36,7 @@ def test_eval_writes_results_and_resumes_identically(llm, tmp_path):
     assert {"problem_id", "sample_index", "response", "extracted", "reward", "length", "finish_reason"} <= set(record)
     config = json.loads((full / "config.json").read_text())
     assert config["settings"]["n"] == 3 and "torch" in config["versions"]
+    assert config["chat_template_default_system_prompt"] is None  # the tiny model's ChatML template adds none
 
     # Interruptions: inside the first chunk (2 problems = 6 samples), and inside the second after a whole first
     # chunk; each ends with a torn line.
@@ -68,3 +69,24 @@ def test_resume_accepts_the_model_from_another_folder_not_another_commit(llm, tm
     run_eval(llm, once, tmp_path, model={**hub_model, "folder": "/cache-b/snapshots/c1"})
     with pytest.raises(EvalError, match=r"other settings \(earlier -> now\): model.commit: \"c1\" -> \"c2\"\. "):
         run_eval(llm, once, tmp_path, model={**hub_model, "commit": "c2", "folder": "/cache-b/snapshots/c2"})
+
+
+# A ChatML template that, like SmolLM2-Instruct's, opens with its own system turn when the conversation has none.
+DEFAULT_SYSTEM_TEMPLATE = (
+    "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are a helpful AI assistant.<|im_end|>\n"
+    "{% endif %}{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def test_a_templates_own_system_prompt_is_found(llm):
+    import copy
+
+    from deepscaler.eval.generate import template_default_system_prompt
+
+    assert template_default_system_prompt(llm.get_tokenizer()) is None
+    tokenizer = copy.deepcopy(llm.get_tokenizer())
+    tokenizer.chat_template = DEFAULT_SYSTEM_TEMPLATE
+    assert template_default_system_prompt(tokenizer) == "You are a helpful AI assistant."
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"  # no turns at all
+    assert template_default_system_prompt(tokenizer) is None
+    assert template_default_system_prompt(None) is None

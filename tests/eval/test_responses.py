@@ -8,7 +8,7 @@ import pytest
 
 FIXTURE = (
     [("p1", r, "1/2") for r in ["\\boxed{\\frac12}", "\\boxed{3}", "\\boxed{0.5}", "\\boxed{3}"]]
-    + [("p2", r, 7.0) for r in ["\\boxed{1}", "no box", "\\boxed{2}", "\\boxed{2}"]]
+    + [("p2", r, 7.0) for r in ["\\boxed{}", "no box", "\\boxed{2}", "\\boxed{2}"]]  # an empty box: no answer
     + [("p3", "</think> \\boxed{7}", ["7", "7.0"])] * 4
 )
 
@@ -35,7 +35,7 @@ def test_scores_to_exact_metrics(tmp_path, responses):
     assert summary["pass@4"] == pytest.approx(2 / 3)
     assert summary["maj@4"] == pytest.approx(2 / 3)  # p1's tie goes to 1/2 (seen first), which 0.5 joins
     assert summary["maj@2"] == pytest.approx((4 / 6 + 0 + 1) / 3)
-    assert summary["no_answer_rate"] == pytest.approx(1 / 12)
+    assert summary["no_answer_rate"] == pytest.approx(2 / 12)
     lines = (tmp_path / "out" / "samples.jsonl").read_text().splitlines()
     first = json.loads(lines[0])
     observed = (first["problem_id"], first["sample_index"], first["extracted"], first["reward"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 
@@ -141,8 +142,27 @@ def test_stop_strings_cut_the_text(engine, prompts) -> None:
     out = first(engine, [prompts[1]], params)[0]
     assert out.finish_reason == "stop" and out.stop_reason == stop
     assert out.text == text[: text.index(stop)]
-    assert full.token_ids[: len(out.token_ids)] == out.token_ids
-    assert stop in engine.tokenizer.decode(out.token_ids) and len(out.token_ids) < len(full.token_ids)
+    # The tokens (and log-probs) are those of the returned text: the fewest whose decoding starts with it.
+    kept = len(out.token_ids)
+    assert full.token_ids[:kept] == out.token_ids and kept < len(full.token_ids)
+    decode = engine.tokenizer.decode
+    assert decode(out.token_ids).startswith(out.text)
+    assert kept == 0 if not out.text else not decode(out.token_ids[:-1]).startswith(out.text)
+
+
+def test_a_stop_strings_tokens_leave_with_it(engine, prompts) -> None:
+    seeded = SamplingParams(temperature=1.0, seed=5, max_tokens=24, ignore_eos=True, logprobs=0)
+    full = first(engine, [prompts[1]], seeded)[0]
+    decode = engine.tokenizer.decode
+    assert [decode([t]) for t in full.token_ids[:7]] == [" its", " the", " expr", "J", "es", "}{", " cou"]
+    # "}{ cou" is tokens 5 and 6: the completion is tokens 0-4. "xprJ" starts inside token 2, which stays.
+    for stop, text, kept in (("}{ cou", " its the exprJes", 5), ("xprJ", " its the e", 3)):
+        for logprobs in (0, 2):
+            out = first(engine, [prompts[1]], dataclasses.replace(seeded, stop=[stop], logprobs=logprobs))[0]
+            assert (out.text, out.finish_reason, out.stop_reason) == (text, "stop", stop)
+            assert out.token_ids == full.token_ids[:kept]
+            assert out.token_logprobs == pytest.approx(full.token_logprobs[:kept], abs=1e-4)
+            assert len(out.logprobs) == kept and all(len(entry) >= logprobs for entry in out.logprobs)
 
 
 def test_context_limit(tiny_model_dir, prompts) -> None:

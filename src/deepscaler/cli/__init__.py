@@ -26,6 +26,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # --model and --revision, said the same way by every subcommand that loads a model.
 MODEL_HELP = "a local Hugging Face model folder or a hub id (org/name: downloaded, or from the cache offline)"
 REVISION_HELP = "the hub id's branch, tag or commit hash (default: main)"
+THREADS_HELP = ("the built-in engine's torch threads: a number, or auto (default): each decode step on 1 thread "
+                "or all, whichever measures faster, so a busy machine does not stall it (vLLM ignores this)")
+
+
+def threads_option(text: str) -> int | str:
+    """--threads: a positive number, or "auto"."""
+    if text == "auto":
+        return text
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected a positive number or auto, got {text!r}")
 
 
 class UsageError(Exception):

@@ -6,18 +6,21 @@ import argparse
 import inspect
 import sys
 
-from deepscaler.cli import MODEL_HELP, REVISION_HELP, UsageError
+from deepscaler.cli import MODEL_HELP, REVISION_HELP, THREADS_HELP, UsageError, threads_option
+from deepscaler.cli.quiet import VERBOSE_HELP, quiet_libraries
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help=MODEL_HELP)
     parser.add_argument("--revision", help=REVISION_HELP)
     parser.add_argument("--engine", choices=("auto", "builtin", "vllm"), default="auto")
+    parser.add_argument("--threads", type=threads_option, default="auto", help=THREADS_HELP)
     parser.add_argument("--temperature", type=float, default=0.6)
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--max-tokens", type=int, default=2048)
     parser.add_argument("--system", help="a system message")
     parser.add_argument("--hide-thinking", action="store_true", help="fold the <think> section to one line")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
 
 
 class ThinkPrinter:
@@ -69,9 +72,11 @@ def run(args: argparse.Namespace) -> int:
     from deepscaler.inference import LLM, SamplingParams
     from deepscaler.serve.streaming import TextStream
 
+    quiet_libraries(args.verbose)  # the conversation opens at once, not under a screen of vLLM's start-up log
     try:
         params = SamplingParams(temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens)
-        llm = LLM(model=args.model, revision=args.revision, engine=args.engine)
+        llm = LLM(model=args.model, revision=args.revision, engine=args.engine,
+                  num_threads=args.threads)
     except (FileNotFoundError, RuntimeError, ValueError, OSError) as error:
         raise UsageError(str(error)) from None
     console = Console(highlight=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deepscaler.cli import MODEL_HELP, REVISION_HELP, UsageError
+from deepscaler.cli import MODEL_HELP, REVISION_HELP, THREADS_HELP, UsageError, threads_option
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--revision", help=f"with --model: {REVISION_HELP}")
     parser.add_argument("--served-model-name", help="model name to request from --endpoint (default: its first)")
     parser.add_argument("--engine", choices=("auto", "builtin", "vllm"), default="auto")
+    parser.add_argument("--threads", type=threads_option, default="auto", help=THREADS_HELP)
     parser.add_argument("--benchmarks", default="aime2024,math500,amc2023,minerva,olympiadbench",
                         help="comma-separated names (see --data-dir) or JSON/JSONL/Parquet paths")
     parser.add_argument("--data-dir", help="folder holding the benchmark files (default: $DEEPSCALER_DATA_DIR, "
@@ -117,7 +118,8 @@ def _generate_and_grade(args: argparse.Namespace, settings) -> Path:
             llm = RemoteLLM(args.endpoint, model=args.served_model_name, concurrency=args.concurrency)
             model = {"name": llm.model, "endpoint": args.endpoint, "engine": "remote"}
         else:
-            llm = LLM(model=args.model, revision=args.revision, engine=args.engine, seed=args.seed)
+            llm = LLM(model=args.model, revision=args.revision, engine=args.engine, seed=args.seed,
+                      num_threads=args.threads)
             model = _model_record(args, llm.model_path)
     except (FileNotFoundError, RuntimeError, ValueError, OSError) as error:
         raise UsageError(str(error)) from None

@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from deepscaler.cli import MODEL_HELP, REVISION_HELP, UsageError
+from deepscaler.cli import MODEL_HELP, REVISION_HELP, THREADS_HELP, UsageError, threads_option
+from deepscaler.cli.quiet import VERBOSE_HELP, quiet_libraries, stdout_for_results
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,9 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chat", action="store_true",
                         help="wrap text prompts as a user turn of the chat template")
     parser.add_argument("--engine", choices=("auto", "builtin", "vllm"), default="auto")
+    parser.add_argument("--threads", type=threads_option, default="auto", help=THREADS_HELP)
     parser.add_argument("--batch-size", type=int, default=256,
                         help="prompts per engine call; results are written after each (default 256)")
-    parser.add_argument("--out", type=Path, help="write JSONL here instead of stdout")
+    parser.add_argument("--out", type=Path, help="write JSONL here instead of stdout (which then holds only them)")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
 
 
 def read_prompts(path: Path) -> list[dict[str, Any]]:
@@ -113,16 +117,24 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UsageError("--batch-size must be >= 1")
     records = read_prompts(args.file) if args.file else [{"prompt": p} for p in args.prompt]
+    quiet_libraries(args.verbose)
+    with nullcontext() if args.out else stdout_for_results() as results:
+        return _generate_all(args, params, records, results)
+
+
+def _generate_all(args: argparse.Namespace, params, records: list[dict[str, Any]], results: TextIO | None) -> int:
+    """Generate in chunks into --out, or into `results` (stdout, reserved for the JSON lines)."""
     from tqdm import tqdm
 
     from deepscaler.inference.llm import LLM
 
     try:
-        llm = LLM(model=args.model, revision=args.revision, engine=args.engine, seed=args.seed or 0)
+        llm = LLM(model=args.model, revision=args.revision, engine=args.engine, seed=args.seed or 0,
+                  num_threads=args.threads)
     except (FileNotFoundError, ValueError, NotImplementedError, RuntimeError) as error:
         raise UsageError(str(error)) from None
     try:
-        sink = args.out.open("w", encoding="utf-8") if args.out else sys.stdout
+        sink = args.out.open("w", encoding="utf-8") if args.out else results
     except OSError as error:
         llm.close()
         raise UsageError(f"cannot write {args.out}: {error.strerror or error}") from None

@@ -13,8 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     new = actions.add_parser("new", help="create a randomly initialised model folder",
                              description="Create a randomly initialised Qwen2 model and its tokenizer.")
-    new.add_argument("--preset", choices=("tiny", "small"), default="tiny",
-                     help="tiny: ~4.3M parameters; small: ~26M parameters (default tiny)")
+    new.add_argument("--preset", choices=("tiny", "small", "medium"), default="tiny",
+                     help="tiny: ~4.3M parameters; small: ~26M; medium: ~146M (default tiny)")
     new.add_argument("--out", type=Path, required=True, help="folder to write (created if missing)")
     new.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default 0)")
     new.add_argument("--force", action="store_true", help="overwrite a model already in --out")

@@ -6,13 +6,14 @@ import argparse
 import math
 from pathlib import Path
 
-from deepscaler.cli import MODEL_HELP, REVISION_HELP, UsageError
+from deepscaler.cli import MODEL_HELP, REVISION_HELP, THREADS_HELP, UsageError, threads_option
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help=MODEL_HELP)
     parser.add_argument("--revision", help=REVISION_HELP)
     parser.add_argument("--engine", choices=("auto", "builtin", "vllm"), default="auto")
+    parser.add_argument("--threads", type=threads_option, default="auto", help=THREADS_HELP)
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 requests")
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         if not 0 < getattr(args, flag) < math.inf:
             raise UsageError(f"--{flag.replace('_', '-')} must be a positive number of seconds")
     try:
-        llm = LLM(model=args.model, revision=args.revision, engine=args.engine, seed=args.seed)
+        llm = LLM(model=args.model, revision=args.revision, engine=args.engine, seed=args.seed,
+                  num_threads=args.threads)
     except (FileNotFoundError, RuntimeError, ValueError, OSError) as error:
         raise UsageError(str(error)) from None
     name = args.served_model_name or Path(args.model).name

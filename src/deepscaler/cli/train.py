@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from deepscaler.cli import UsageError
+from deepscaler.cli import UsageError, threads_option
 
 # What a run writes into its directory, and so what --overwrite deletes; files of the user's own stay.
 RUN_FILES = ("metrics.jsonl", "checkpoints", "config.yaml", "tensorboard", "wandb", "wandb_id", "plots")
@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh in a run directory that holds an earlier run: its metrics, checkpoints, "
                              "logs and plots are deleted first (without this, such a directory is refused)")
+    parser.add_argument("--threads", type=threads_option,
+                        help="the built-in rollout engine's threads, a number or auto (same as rollout.num_threads=)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from deepscaler.trainer.config import TrainConfig
 
     overrides = list(args.overrides)
+    if args.threads is not None:
+        overrides.append(f"rollout.num_threads={args.threads}")
     config_path = args.config
     if args.resume and args.overwrite:
         raise UsageError("--resume continues a run and --overwrite deletes it: give one of them")

@@ -40,6 +40,28 @@ def template_prefills_think(tokenizer: Any) -> bool | None:
     return rendered.rstrip().endswith("<think>")
 
 
+def template_default_system_prompt(tokenizer: Any) -> str | None:
+    """The system prompt the chat template adds to a conversation that has none (SmolLM2's and Qwen2.5's
+    templates do), or None. Found by rendering a conversation with a marker as its system message and one
+    without: where the marker stood, the second holds the template's own text."""
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        return None
+    marker = "\x1edeepscaler system prompt\x1e"
+    user = [{"role": "user", "content": "x"}]
+    try:
+        bare = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+        marked = tokenizer.apply_chat_template([{"role": "system", "content": marker}, *user], tokenize=False,
+                                               add_generation_prompt=True)
+    except Exception:  # a template that refuses system messages has no default one either
+        return None
+    if marker not in marked:
+        return None
+    before, after = marked.split(marker, 1)
+    if len(bare) > len(before) + len(after) and bare.startswith(before) and bare.endswith(after):
+        return bare[len(before) : len(bare) - len(after)]
+    return None
+
+
 def run_eval(llm: Any, settings: EvalSettings, out_dir: Path, model: dict[str, Any], workers: int = 2,
              show: bool = True) -> dict:
     """Evaluate `llm` (anything with deepscaler's LLM.generate/chat) on settings.benchmarks into out_dir;
@@ -50,6 +72,9 @@ def run_eval(llm: Any, settings: EvalSettings, out_dir: Path, model: dict[str, A
         "model": model,
         "settings": asdict(settings),
         "chat_template_prefills_think": template_prefills_think(tokenizer) if settings.chat_template else None,
+        # What the model was told when settings.system_prompt is None: a template may add its own.
+        "chat_template_default_system_prompt": (template_default_system_prompt(tokenizer)
+                                                if settings.chat_template else None),
         "benchmark_files": benchmark_files(settings),
     }
     out_dir.mkdir(parents=True, exist_ok=True)

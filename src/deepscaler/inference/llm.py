@@ -53,6 +53,8 @@ def create_engine(
 
         return BuiltinEngine(model, tokenizer=tokenizer, **kwargs)
     if kind == "vllm":
+        # The built-in engine's thread setting; vLLM's CPU build takes its threads from VLLM_CPU_OMP_THREADS_BIND.
+        kwargs.pop("num_threads", None)
         if not _vllm_importable():
             raise RuntimeError(f"the vllm engine needs the vllm package: {VLLM_HINT}")
         if tokenizer_path is not None:

@@ -41,6 +41,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # ~26M parameters: big enough for the RL loop to learn something, small enough for a CPU.
     "small": dict(vocab=1024, hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
                   num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=4096),
+    # ~146M parameters, about SmolLM2-135M's size: past the built-in engine's 100M data-parallel limit, for
+    # measuring what real small models do (bench/bench_threads.py).
+    "medium": dict(vocab=1024, hidden_size=1024, intermediate_size=3072, num_hidden_layers=12,
+                   num_attention_heads=16, num_key_value_heads=4, max_position_embeddings=4096),
 }
 
 

@@ -50,8 +50,9 @@ def default_train_config(out_dir: Path) -> TrainConfig:
             StageConfig(name="long", max_response_tokens=256, samples_per_prompt=8, prompts_per_step=16,
                         max_steps=10),
         ],
-        validation=ValidationConfig(every_steps=0, samples_per_problem=2, max_problems=48, temperature=0.6,
-                                    top_p=1.0),
+        # No validation inside the trainer: on_stage_end evaluates the held-out set at each stage end.
+        validation=ValidationConfig(every_steps=0, at_stage_end=False, samples_per_problem=2, max_problems=48,
+                                    temperature=0.6, top_p=1.0),
         checkpoint=CheckpointConfig(every_steps=10, keep_last=1),
         out_dir=str(out_dir / "rl"), tensorboard=False, recipe="tiny",
     )

@@ -32,12 +32,17 @@ def solution_part(response: str, think: str = "optional") -> str | None:
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` / `\\fbox{...}` / `\\boxed x` in text, brace-matched."""
+    """Content of the last `\\boxed{...}` / `\\fbox{...}` / `\\boxed x` in text, brace-matched; None when
+    there is none or it is empty."""
     last = None
     for match in _BOX_COMMAND.finditer(text):  # one linear scan: searching back box by box was quadratic
         last = match
-    # a broken last box is no answer, not a cue to look earlier
-    return None if last is None else _box_content(text, last.end())
+    if last is None:
+        return None
+    # A broken or empty last box is no answer, not a cue to look earlier: an empty `\boxed{}` is what a
+    # model writes when it echoes the prompt's instruction ("... within \boxed{}").
+    content = _box_content(text, last.end())
+    return content if content is not None and content.strip() else None
 
 
 def _box_content(text: str, i: int) -> str | None:

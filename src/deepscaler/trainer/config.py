@@ -52,6 +52,10 @@ class RolloutConfig:
     # Built-in engine: processes sharing each rollout batch, one thread each (engines/parallel.py); "auto" is 2
     # for a model of at most 100M parameters on 2 or more threads, else 1.
     data_parallel: int | Literal["auto"] = "auto"
+    # Built-in engine: torch threads while generating in this process. None: torch's count, fixed (reproducible
+    # run to run); "auto": each decode step on 1 thread or all, whichever measures faster (much faster on a busy
+    # machine, but near-tied tokens may flip between runs: 1 and 2 threads round some products differently).
+    num_threads: int | Literal["auto"] | None = None
     # vLLM engine: every rank runs one beside its trainer, on its own GPU (colocated, as TRL's colocate mode and
     # verl's hybrid engine do); under torchrun it joins torchrun's process group (vLLM's external_launcher).
     # Ranks per vLLM engine. k > 1 shards each engine's weights and KV cache over k consecutive ranks (tensor
@@ -125,7 +129,10 @@ class StageConfig:
 
 @dataclass
 class ValidationConfig:
-    every_steps: int = 10  # 0: only at stage ends
+    # Validate every this many steps; 0: only at stage ends, and, for a stage with plateau_patience, at each step
+    # its truncation trigger holds (the stage then ends once pass@1 stops improving).
+    every_steps: int = 10
+    at_stage_end: bool = True  # also validate at the last step of each stage (unless that step just did)
     samples_per_problem: int = 4
     max_problems: int | None = None
     temperature: float = 0.6
@@ -165,6 +172,9 @@ class TrainConfig:
     # WANDB_MODE=offline keeps the run on disk (in the run directory) for a later `wandb sync`.
     wandb_project: str | None = None
     recipe: str | None = None  # "tiny": build the model and data on the spot (the embedded default)
+    # Warn (one line, once per streak, also as metrics.jsonl's "warning") when this many consecutive steps have every
+    # group solve-none: no response earns a reward, so only the KL and entropy terms move the policy.
+    solve_none_warn_steps: int = 5
 
     def __post_init__(self) -> None:
         validate(self)
@@ -280,6 +290,8 @@ def _validate_rollout(config: TrainConfig) -> None:
     rollout = config.rollout
     if rollout.data_parallel != "auto" and rollout.data_parallel < 1:
         raise ConfigError(f"rollout.data_parallel must be 'auto' or at least 1, got {rollout.data_parallel}")
+    if rollout.num_threads not in (None, "auto") and rollout.num_threads < 1:
+        raise ConfigError(f"rollout.num_threads must be 'auto' or at least 1, got {rollout.num_threads}")
     if rollout.tensor_parallel_size < 1:
         raise ConfigError(f"rollout.tensor_parallel_size must be at least 1, got {rollout.tensor_parallel_size}")
     if rollout.tensor_parallel_size > 1 and rollout.engine != "vllm":

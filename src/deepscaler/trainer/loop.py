@@ -28,7 +28,7 @@ from deepscaler.trainer.data import PromptSampler, render_prompts
 from deepscaler.trainer.metrics import MetricsLog
 from deepscaler.trainer.rollout import engine_options, generate_groups, informative_groups, score
 from deepscaler.trainer.sequences import fill_logprobs
-from deepscaler.trainer.stages import stage_should_end
+from deepscaler.trainer.stages import awaits_plateau, stage_should_end
 from deepscaler.trainer.startup import check_prompts_split, check_run_folder
 from deepscaler.trainer.update import update_policy
 
@@ -67,7 +67,8 @@ class Trainer:
         self.log = (MetricsLog(self.run_dir, config.tensorboard, config.wandb_project, dataclasses.asdict(config))
                     if dist.is_main() else None)
         self.state: dict[str, Any] = {"step": 0, "stage": 0, "steps_in_stage": 0, "truncation": [],
-                                      "validation": [], "bad_streak": 0, "stage_starts": [0]}
+                                      "validation": [], "bad_streak": 0, "stage_starts": [0],
+                                      "solve_none_streak": 0}
         if dist.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
             config_io.save_config(config, self.run_dir / "config.yaml")
@@ -122,11 +123,15 @@ class Trainer:
         while self.state["stage"] < len(stages):
             stage = stages[self.state["stage"]]
             metrics = self.step(stage)
-            if self._validation_due(stage):
+            validated = self._validation_due(stage)
+            if validated:
                 metrics.update(self.validate(stage))
             reason = stage_should_end(stage, self.state["steps_in_stage"], self.state["truncation"],
                                       self.state["validation"])
+            if reason and not validated and self.validation and self.config.validation.at_stage_end:
+                metrics.update(self.validate(stage))  # the stage's final weights, measured before the next stage
             metrics["stage/ended"] = bool(reason)
+            self._watch_solve_none(metrics)
             if self.log is not None:
                 self.log.log(metrics)
             if reason:
@@ -278,8 +283,26 @@ class Trainer:
                                   f"the last checkpoint in {self.run_dir / 'checkpoints'} is intact")
 
     def _validation_due(self, stage: StageConfig) -> bool:
+        """Periodic validation; with every_steps=0, whenever the stage's plateau rule needs a fresh pass@1."""
         every = self.config.validation.every_steps
-        return bool(self.validation) and every > 0 and self.state["step"] % every == 0
+        if not self.validation:
+            return False
+        if every == 0:
+            return awaits_plateau(stage, self.state["truncation"])
+        return self.state["step"] % every == 0
+
+    def _watch_solve_none(self, metrics: dict[str, Any]) -> None:
+        """Count consecutive steps where every group is solve-none; warn once when the streak reaches
+        solve_none_warn_steps (no reward anywhere: the policy moves on KL and entropy alone)."""
+        streak = self.state.get("solve_none_streak", 0) + 1 if metrics["groups/solve_none"] >= 1.0 else 0
+        self.state["solve_none_streak"] = streak
+        metrics["groups/solve_none_streak"] = streak
+        if streak == self.config.solve_none_warn_steps:
+            warning = (f"warning: no response earned a reward for {streak} steps in a row (every group solve-none): "
+                       "the model may never box an answer; check the prompt template, the budget, or warm it up")
+            metrics["warning"] = warning
+            if dist.is_main():
+                print(warning)
 
     def validate(self, stage: StageConfig, label: str = "val") -> dict[str, float]:
         """pass@1 and pass@k on the held-out problems, through the evaluation code; all ranks get the result.

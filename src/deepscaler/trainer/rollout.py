@@ -21,7 +21,8 @@ def engine_options(config: TrainConfig, world_size: int) -> dict[str, Any]:
     colocated with this rank's trainer."""
     rollout = config.rollout
     if rollout.engine == "builtin":
-        return {"kv_cache_gb": rollout.kv_cache_gb, "data_parallel": rollout.data_parallel}
+        return {"kv_cache_gb": rollout.kv_cache_gb, "data_parallel": rollout.data_parallel,
+                "num_threads": rollout.num_threads}
     if world_size % rollout.tensor_parallel_size:
         raise ConfigError(f"rollout.tensor_parallel_size={rollout.tensor_parallel_size} must divide the number of "
                           f"ranks ({world_size}): each vLLM engine spans that many ranks")

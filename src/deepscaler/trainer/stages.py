@@ -23,17 +23,29 @@ def stage_should_end(
     """
     if steps_in_stage >= stage.max_steps:
         return f"max_steps ({stage.max_steps}) reached"
-    if stage.truncation_trigger is None:
-        return None
-    recent = list(truncation_history)[-stage.window :]
-    if len(recent) < stage.window or sum(recent) / len(recent) <= stage.truncation_trigger:
+    truncation = _recent_truncation(stage, truncation_history)
+    if truncation is None or truncation <= stage.truncation_trigger:
         return None
     if stage.plateau_patience is None:
-        return f"truncation {sum(recent) / len(recent):.3f} > {stage.truncation_trigger}"
+        return f"truncation {truncation:.3f} > {stage.truncation_trigger}"
     if len(validation_history) <= stage.plateau_patience:
         return None
     best_before = max(validation_history[: -stage.plateau_patience])
     if max(validation_history[-stage.plateau_patience :]) > best_before:
         return None
-    return (f"truncation {sum(recent) / len(recent):.3f} > {stage.truncation_trigger} and validation "
+    return (f"truncation {truncation:.3f} > {stage.truncation_trigger} and validation "
             f"pass@1 flat for {stage.plateau_patience} validations")
+
+
+def awaits_plateau(stage: StageConfig, truncation_history: Sequence[float]) -> bool:
+    """Whether the stage would end on truncation but for its plateau rule, which a fresh validation decides."""
+    truncation = _recent_truncation(stage, truncation_history)
+    return stage.plateau_patience is not None and truncation is not None and truncation > stage.truncation_trigger
+
+
+def _recent_truncation(stage: StageConfig, truncation_history: Sequence[float]) -> float | None:
+    """Mean truncated fraction over the last `window` steps; None without a trigger or a full window yet."""
+    recent = list(truncation_history)[-stage.window :]
+    if stage.truncation_trigger is None or len(recent) < stage.window:
+        return None
+    return sum(recent) / len(recent)

@@ -6,7 +6,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from deepscaler.inference.outputs import CompletionOutput
+from deepscaler.inference.outputs import CompletionOutput, tokens_of_text
 from deepscaler.inference.params import SamplingParams
 
 Decode = Callable[[list[int]], str]  # token ids -> text, special tokens skipped
@@ -55,19 +55,21 @@ class Generation:
         tokens = self.tokens
         by_token = self.finish_reason == "stop" and tokens[-1] in self.stop_ids
         text = decode(tokens[:-1] if by_token else tokens)
+        kept = len(tokens)
         if self.finish_reason == "stop" and not by_token:
             found = [(text.find(s), s) for s in self.params.stop if s in text]
             if found:
                 cut, self.stop_reason = min(found)
                 text = text[:cut]
+                kept = tokens_of_text(tokens, text, decode)  # the stop string's tokens go with it
         want = self.params.logprobs is not None
         per_position = self.top or [{t: lp} for t, lp in zip(tokens, self.logprobs, strict=True)]
         return CompletionOutput(
             index=self.index,
             text=text,
-            token_ids=list(tokens),
+            token_ids=tokens[:kept],
             finish_reason=self.finish_reason or "length",
-            token_logprobs=list(self.logprobs) if want else None,
-            logprobs=per_position if want else None,
+            token_logprobs=self.logprobs[:kept] if want else None,
+            logprobs=per_position[:kept] if want else None,
             stop_reason=self.stop_reason,
         )

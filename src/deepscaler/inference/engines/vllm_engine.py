@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from deepscaler.inference.outputs import CompletionOutput
+from deepscaler.inference.outputs import CompletionOutput, tokens_of_text
 from deepscaler.inference.params import SamplingParams
 
 logger = logging.getLogger(__name__)
@@ -178,6 +178,9 @@ class VLLMEngine:
                 "renormalised over the kept tokens instead of the full temperature-scaled distribution"
             )
 
+    def _text(self, tokens: list[int]) -> str:
+        return self._llm.get_tokenizer().decode(tokens, skip_special_tokens=True)
+
     def _to_vllm(self, params: SamplingParams) -> Any:
         return self._vllm.SamplingParams(
             # vLLM refuses n > 1 when greedy; the n copies are identical anyway, so `generate` repeats one.
@@ -216,7 +219,7 @@ class VLLMEngine:
         batches = []
         for result, p in zip(results, params, strict=True):
             ordered = sorted(result.outputs, key=lambda c: c.index)
-            completions = [_completion(c, p.logprobs is not None) for c in ordered]
+            completions = [_completion(c, p.logprobs is not None, self._text) for c in ordered]
             if p.greedy:
                 first = completions[0]
                 completions = [dataclasses.replace(copy.deepcopy(first), index=i) for i in range(p.n)]
@@ -328,11 +331,15 @@ def _with_tied_head(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> Iterat
         yield "lm_head.weight", embedding
 
 
-def _completion(out: Any, want_logprobs: bool) -> CompletionOutput:
+def _completion(out: Any, want_logprobs: bool, decode: Any) -> CompletionOutput:
     token_ids = list(out.token_ids)
+    kept = len(token_ids)
+    if out.finish_reason == "stop" and isinstance(out.stop_reason, str):
+        kept = tokens_of_text(token_ids, out.text, decode)  # vLLM returns the stop string's tokens: cut them
+    token_ids = token_ids[:kept]
     token_logprobs = logprobs = None
     if want_logprobs and out.logprobs is not None:
-        logprobs = [{tok: lp.logprob for tok, lp in position.items()} for position in out.logprobs]
+        logprobs = [{tok: lp.logprob for tok, lp in position.items()} for position in out.logprobs[:kept]]
         token_logprobs = [position[tok] for tok, position in zip(token_ids, logprobs, strict=True)]
     return CompletionOutput(
         index=out.index,
