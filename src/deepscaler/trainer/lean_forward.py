@@ -11,6 +11,7 @@ attention runs in float32, whose backward is several times faster there than bfl
 The cost: the fused weights are a second copy of the model's matrices while a forward's graph is alive. With the
 model's gradient checkpointing on (and the model training) each decoder layer is checkpointed, as Hugging Face does.
 It stops at the final norm: the LM head is applied by `lm_head_logprobs`, which never holds the logits.
+A packed row (several sequences end to end, `lengths`) attends within each sequence (packed_attention.py).
 """
 
 from __future__ import annotations
