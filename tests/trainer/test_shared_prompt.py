@@ -17,6 +17,7 @@ from deepscaler.trainer.sequences import (
     fill_logprobs,
     left_padded_causal_mask,
     pack_by_prompt,
+    plan_micro_batches,
     prefix_causal_mask,
     prompt_layout,
     response_logprobs,
@@ -148,10 +149,14 @@ def test_gradient_checkpointing_turns_sharing_off(model):
 
 def test_reference_logprobs_and_update_match_the_unshared_path(model):
     """The trainer's own entry points: fill_logprobs and update_policy pick the shared route for a plain model and
-    the full route for a gradient-checkpointed copy (same weights, same arithmetic otherwise)."""
-    samples = make_samples((6, 9, 6, 4))
+    the packed route for a gradient-checkpointed copy (same weights, same arithmetic otherwise). Prompts long
+    against the responses, so that sharing them computes fewer tokens than packing (which the plain model takes
+    for short prompts)."""
+    assert not plan_micro_batches(model, make_samples((6, 9, 6, 4)), 4096)[0]
+    samples = make_samples((30, 45, 30, 20))
     plain, checkpointed = copy.deepcopy(model), copy.deepcopy(model)
     checkpointed.gradient_checkpointing_enable()
+    assert plan_micro_batches(plain, samples, 4096)[0] and not plan_micro_batches(checkpointed, samples, 4096)[0]
     for sample in samples:
         sample.rollout_logp = torch.zeros(len(sample.response))
     fill_logprobs(plain, samples, "ref_logp", TEMPERATURE, 4096, PAD)

@@ -107,7 +107,9 @@ class OptimConfig:
     warmup_steps: int = 0  # linear warm-up, then constant
     mini_batches: int = 2  # optimizer steps per training step (DeepScaleR: 2)
     epochs: int = 1  # passes over each step's rollouts
-    micro_batch_tokens: int = 16384  # micro-batches are packed up to this many (prompt + response) tokens
+    # Real (prompt + response) tokens per micro-batch, packed into one row without padding and balanced across
+    # micro-batches; a sequence longer than this gets a micro-batch of its own (trainer/sequences.py).
+    micro_batch_tokens: int = 16384
     max_bad_steps: int = 3  # consecutive non-finite losses or grad norms before aborting
 
 

@@ -11,10 +11,12 @@ attention runs in float32, whose backward is several times faster there than bfl
 The cost: the fused weights are a second copy of the model's matrices while a forward's graph is alive. With the
 model's gradient checkpointing on (and the model training) each decoder layer is checkpointed, as Hugging Face does.
 It stops at the final norm: the LM head is applied by `lm_head_logprobs`, which never holds the logits.
+A packed row (several sequences end to end, `lengths`) attends within each sequence (packed_attention.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 
 import torch
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from deepscaler.inference.architectures import STATIC_ROPE_TYPES, SUPPORTED_MODEL_TYPES, pair_order, rope_type
+from deepscaler.trainer.packed_attention import packed_causal_attention
 
 Cache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys and values, (rows, kv heads, positions, d)
 
@@ -102,14 +105,18 @@ class LeanForward:
 
     def __call__(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
                  mask: torch.Tensor | None = None, prefix: Cache | None = None, keep_cache: bool = False,
-                 columns: torch.Tensor | None = None, last_only: bool = False) -> tuple[torch.Tensor, Cache | None]:
+                 columns: torch.Tensor | None = None, last_only: bool = False,
+                 lengths: Sequence[int] | None = None) -> tuple[torch.Tensor, Cache | None]:
         """Final hidden states (rows, columns, hidden), after the final norm, in the compute dtype, and with
         keep_cache each layer's keys and values.
 
         position_ids (rows, length) default to 0..length-1; mask (rows, 1, length, keys) is boolean (True:
         attend), or None for plain causal attention; prefix holds keys and values that come before these
         tokens (and needs a mask); columns (rows, k) picks the positions returned, last_only the last one
-        (default: all)."""
+        (default: all). lengths: the row (one) is packed, sequences of these lengths end to end, each attending
+        only to itself (packed_attention.py; position_ids then restart at 0 for each)."""
+        if lengths is not None and (mask is not None or prefix is not None or input_ids.shape[0] != 1):
+            raise ValueError("a packed row is one row with no mask and no prefix")
         if prefix is not None and mask is None:
             raise ValueError("a prefix needs an explicit mask (causal attention would align it wrongly)")
         rows, length = input_ids.shape
@@ -122,7 +129,7 @@ class LeanForward:
         cache: Cache = []
         run = partial(checkpoint, self._layer, use_reentrant=False) if self.checkpoint else self._layer
         for index, layer in enumerate(self.layers):
-            x, keys_values = run(layer, x, freqs, mask, prefix[index] if prefix else None)
+            x, keys_values = run(layer, x, freqs, mask, prefix[index] if prefix else None, lengths)
             if keep_cache:
                 cache.append(keys_values)
         if last_only:
@@ -132,7 +139,8 @@ class LeanForward:
         return self._norm(x, self.model.model.norm.weight).to(self.dtype), cache if keep_cache else None
 
     def _layer(self, layer: dict, x: torch.Tensor, freqs: torch.Tensor, mask: torch.Tensor | None,
-               prefix: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, tuple]:
+               prefix: tuple[torch.Tensor, torch.Tensor] | None,
+               lengths: Sequence[int] | None = None) -> tuple[torch.Tensor, tuple]:
         rows, length, _ = x.shape
         n_q, n_kv, d = self.n_q, self.n_kv, self.head_dim
         h = self._norm(x, layer["ln1"]).to(self.dtype)
@@ -146,8 +154,11 @@ class LeanForward:
         q, k = qk[:, :, :n_q].transpose(1, 2), qk[:, :, n_q:].transpose(1, 2)
         v = qkv[:, :, n_q + n_kv :].to(self.attention_dtype).transpose(1, 2)
         keys, values = (k, v) if prefix is None else (torch.cat([prefix[0], k], 2), torch.cat([prefix[1], v], 2))
-        attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=mask is None,
-                                              enable_gqa=True)
+        if lengths is not None:
+            attn = packed_causal_attention(q, keys, values, lengths)
+        else:
+            attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=mask is None,
+                                                  enable_gqa=True)
         attn = attn.transpose(1, 2).reshape(rows, length, n_q * d).to(self.dtype)
         x = x + F.linear(attn, layer["o"], layer["o_b"])
         gate, up = F.linear(self._norm(x, layer["ln2"]).to(self.dtype), layer["gate_up"]).chunk(2, -1)

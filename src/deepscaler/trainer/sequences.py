@@ -1,4 +1,5 @@
-"""Rollout sequences as training data: packing into micro-batches and collating into padded tensors."""
+"""Rollout sequences as training data: micro-batches under a token budget, the forward routes that turn them into
+response log-probs (packed rows, padded rows, shared prompts), and collating into padded per-response tensors."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from deepscaler.algorithms import lm_head_logprobs
+from deepscaler.algorithms.partition import budget_micro_batches
 from deepscaler.inference.architectures import SUPPORTED_MODEL_TYPES
 from deepscaler.trainer.distributed import unwrap
 from deepscaler.trainer.lean_forward import LeanForward
@@ -34,7 +36,8 @@ class Sample:
 
 
 def pack(samples: Seq[Sample], token_budget: int) -> list[list[int]]:
-    """Indices of samples grouped so each micro-batch's padded size (rows × longest) fits the budget.
+    """Indices of samples grouped so each micro-batch's padded size (rows × longest) fits the budget: the
+    micro-batches of the padded route (`packed=False`), kept as the baseline packing is measured against.
 
     Samples are taken longest first so that sequences of similar length share a micro-batch and little
     compute goes to padding; a sample longer than the budget gets a micro-batch of its own.
@@ -131,34 +134,58 @@ def prompts_repeat(samples: Seq[Sample]) -> bool:
 
 
 def plan_micro_batches(model: torch.nn.Module, samples: Seq[Sample], token_budget: int,
-                       allow_sharing: bool = True) -> tuple[bool, list[list[int]]]:
-    """Whether the forward shares each prompt among its samples (when the model allows it and some prompt
-    repeats), and the micro-batches packed for that route."""
-    share = allow_sharing and can_share_prompts(model) and prompts_repeat(samples)
-    return share, (pack_by_prompt if share else pack)(samples, token_budget)
+                       allow_sharing: bool = True, lockstep: bool = False) -> tuple[bool, list[list[int]]]:
+    """Whether the forward shares each prompt among its samples, and the micro-batches (indices of samples) for
+    that route.
+
+    The default route packs each micro-batch into one row of at most `token_budget` real tokens, balanced
+    (algorithms/partition.py). The shared-prompt route is taken instead where the model allows it
+    (`can_share_prompts`) and it computes fewer tokens: its prompts once per micro-batch and its responses padded
+    to the longest (`shared_prompt_size`, also what its budget counts), against every sequence's real tokens.
+
+    lockstep: every rank gets as many micro-batches as the rank that needs the most (a collective), its samples
+    balanced over all of them; a rank with fewer samples than that gets fewer (the caller runs empty passes)."""
+    lengths = [s.length for s in samples]
+    packed = budget_micro_batches(lengths, token_budget)
+    if allow_sharing and not lockstep and can_share_prompts(model) and prompts_repeat(samples):
+        shared = pack_by_prompt(samples, token_budget)
+        if sum(shared_prompt_size([samples[i] for i in batch]) for batch in shared) < sum(lengths):
+            return True, shared
+    if lockstep:
+        from deepscaler.trainer import distributed as dist
+
+        count = dist.all_reduce_max(len(packed))
+        if count > len(packed):
+            packed = budget_micro_batches(lengths, token_budget, count)
+    return False, packed
 
 
 def response_logprobs(model: torch.nn.Module, samples: Seq[Sample], pad_id: int, temperature: float,
                       compute_dtype: str = "float32", share_prompts: bool = False, lean: bool = True,
-                      entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                      entropy: bool = False, packed: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Float32 log-probs (rows, longest response) on the model's device: [i, j] is that of response token j of
     sample i under softmax(logits / temperature), 0 past a response's end; with entropy, also the entropy of each
     of those distributions (else None). The logits are never held: the final hidden states of the response tokens
     go through the LM head a block of the vocabulary at a time (`lm_head_logprobs`). bfloat16 compute keeps the
     parameters (and the optimizer's view of them) float32.
 
+    packed (the default route): all sequences end to end in one row, positions restarting at 0 for each and
+    attention kept within each (`_packed_hidden`); else right-padded rows (the same numbers up to float rounding).
     share_prompts: run each distinct prompt once and let its samples' responses attend to its keys and values
     (see `can_share_prompts`); the same numbers as the plain route up to float rounding, with the prompt's
     share of the forward and backward done once per group instead of once per sample.
     lean: use the trainer's own forward (lean_forward.py) where it supports the model, else Hugging Face's."""
     forward = model_forward(model, compute_dtype, lean)
     width = max(1, max(len(s.response) for s in samples))
-    route = _shared_prompt_hidden if share_prompts else _full_sequence_hidden
-    hidden = route(forward, samples, pad_id, width)
     lengths = torch.tensor([len(s.response) for s in samples], device=forward.device)
     mask = torch.arange(width, device=forward.device) < lengths[:, None]
+    if share_prompts or not packed:
+        route = _shared_prompt_hidden if share_prompts else _full_sequence_hidden
+        hidden = route(forward, samples, pad_id, width)[mask]
+    else:
+        hidden = _packed_hidden(forward, samples)
     tokens = torch.tensor([t for s in samples for t in s.response], dtype=torch.long, device=forward.device)
-    logp, entropies = lm_head_logprobs(hidden[mask], forward.head, tokens, temperature, entropy=entropy,
+    logp, entropies = lm_head_logprobs(hidden, forward.head, tokens, temperature, entropy=entropy,
                                        compute_dtype=forward.dtype)
     return _spread(mask, logp), None if entropies is None else _spread(mask, entropies)
 
@@ -195,7 +222,12 @@ class HFForward:
 
     def __call__(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
                  mask: torch.Tensor | None = None, prefix: list | None = None, keep_cache: bool = False,
-                 columns: torch.Tensor | None = None, last_only: bool = False) -> tuple[torch.Tensor, list | None]:
+                 columns: torch.Tensor | None = None, last_only: bool = False,
+                 lengths: Seq[int] | None = None) -> tuple[torch.Tensor, list | None]:
+        """lengths (a packed row) is not passed on: with no attention mask and no cache, transformers finds the
+        sequences of a packed row from position_ids restarting at 0 (find_packed_sequence_indices) and keeps
+        attention within each: flash_attention_2 through its varlen kernel, sdpa and eager through a dense
+        block-diagonal mask, O(T²) memory in the row's length T."""
         from transformers import DynamicCache
 
         cache = DynamicCache(ddp_cache_data=prefix) if prefix is not None else None
@@ -218,6 +250,23 @@ class HFForward:
             hidden = hidden.gather(1, columns[:, :, None].expand(-1, -1, hidden.shape[-1]))
         kept = [(layer.keys, layer.values) for layer in out.past_key_values.layers] if keep_cache else None
         return hidden, kept
+
+
+def _packed_hidden(forward: HFForward | LeanForward, samples: Seq[Sample]) -> torch.Tensor:
+    """One forward over every prompt + response end to end in a single row (no padding), each sequence's positions
+    from 0 and its attention within itself; the hidden states that predict the response tokens, (tokens, hidden),
+    sample after sample."""
+    device = forward.device
+    lengths = [s.length for s in samples]
+    ids = torch.tensor([t for s in samples for t in s.prompt + s.response], dtype=torch.long, device=device)
+    positions = torch.cat([torch.arange(n, device=device) for n in lengths])
+    # Response token j of a sample is predicted at position len(prompt) - 1 + j of its sequence.
+    starts = [0]
+    for n in lengths[:-1]:
+        starts.append(starts[-1] + n)
+    columns = torch.cat([torch.arange(len(s.response), device=device) + start + len(s.prompt) - 1
+                         for s, start in zip(samples, starts)])
+    return forward(ids[None], positions[None], columns=columns[None], lengths=lengths)[0][0]
 
 
 def _full_sequence_hidden(forward: HFForward | LeanForward, samples: Seq[Sample], pad_id: int,
@@ -305,10 +354,11 @@ def fill_logprobs(model: torch.nn.Module, samples: Seq[Sample], attribute: str, 
     (`lean` as in `response_logprobs`).
 
     lockstep: every rank runs as many forward passes as the rank with the most micro-batches (an FSDP
-    model gathers its parameters in each forward, a collective), padding with one-token passes."""
+    model gathers its parameters in each forward, a collective), its samples balanced over them, padding with
+    one-token passes where it has fewer samples than passes."""
     was_training = model.training
     model.eval()
-    share, batches = plan_micro_batches(model, samples, token_budget, allow_sharing=not lockstep)
+    share, batches = plan_micro_batches(model, samples, token_budget, lockstep=lockstep)
     if lockstep:
         from deepscaler.trainer import distributed as dist
 

@@ -1,4 +1,4 @@
-"""The policy update of one training step: mini-batches of whole groups, micro-batches by token budget,
+"""The policy update of one training step: mini-batches of whole groups, micro-batches by real-token budget,
 gradient accumulation with the mini-batch's global normaliser, clipping, and a guarded optimizer step."""
 
 from __future__ import annotations
@@ -62,10 +62,13 @@ def _optimizer_step(
     scale = float(dist.world_size())
     optimizer.zero_grad(set_to_none=True)
     sums: dict[str, float] = defaultdict(float)
-    # Samples of one prompt share its forward and backward when the model allows it (see can_share_prompts).
-    share, micro = plan_micro_batches(model, samples, config.optim.micro_batch_tokens)
-    # Every rank must run the same number of backward passes (DDP synchronises on the last one; FSDP
-    # gathers parameters in every forward and backward).
+    # Packed rows of balanced real-token counts, or shared prompts where that computes less (plan_micro_batches).
+    # Every rank must run the same number of backward passes (DDP synchronises on the last one; FSDP gathers
+    # parameters in every forward and backward): with several ranks each spreads its samples over as many
+    # micro-batches as the busiest rank needs. Which samples share a micro-batch leaves the loss unchanged: it is
+    # normalised by the mini-batch's global counts above.
+    share, micro = plan_micro_batches(model, samples, config.optim.micro_batch_tokens,
+                                      lockstep=dist.world_size() > 1)
     count = dist.all_reduce_max(len(micro))
     for k in range(count):
         with dist.accumulation_context(model, last=k == count - 1):
