@@ -24,6 +24,9 @@ def test_deepscaler_preset_is_the_published_recipe():
     assert config.algorithm.clip_low == 0.2 and config.optim.mini_batches == 2 and config.data.max_prompt_tokens == 1024
     assert [(s.max_response_tokens, s.prompts_per_step, s.samples_per_prompt) for s in config.stages] == [
         (8192, 128, 8), (16384, 128, 8), (24576, 128, 16)]
+    # Sharded with bfloat16 compute over float32 master weights; the bfloat16 reference sharded, on the GPUs.
+    assert (config.distributed.strategy, config.model.dtype, config.distributed.reference_offload) == (
+        "fsdp", "bfloat16", False)
 
 
 @pytest.mark.parametrize(
@@ -35,6 +38,7 @@ def test_deepscaler_preset_is_the_published_recipe():
          "does not work with algorithm.dynamic_sampling"),
         (["rollout.gpu_memory_utilization=1.5"], r"gpu_memory_utilization must be in \(0, 1\]"),
         (["rollout.max_model_len=9000"], "max_model_len=9000 cannot hold"),  # 1024 + 8192 needed
+        (["distributed.reference_offload=true"], "reference_offload needs distributed.strategy=fsdp"),
     ],
 )
 def test_rollout_settings_that_cannot_work_fail_naming_the_key(overrides, message):

@@ -20,8 +20,9 @@ class ModelConfig:
     # builds one. Under torchrun rank 0 downloads it while the other ranks wait.
     path: str = ""
     revision: str | None = None  # a hub id's branch, tag or commit hash (default: main)
-    # Compute dtype; parameters and optimizer state stay float32 either way (with bfloat16 under distributed.strategy=fsdp
-    # each layer is gathered in bfloat16 and gradients reduced in float32), the reference policy is kept in it.
+    # Compute dtype; parameters and optimizer state stay float32 either way (with bfloat16 under
+    # distributed.strategy=fsdp each layer is gathered in bfloat16, gradients reduced in float32); the reference
+    # policy is kept in it.
     # bfloat16 halves the update's time on a CPU with AMX (bench_grpo_step); float32 is the exact default.
     dtype: Literal["float32", "bfloat16"] = "float32"
     # Trade compute for memory on long responses: each decoder layer recomputed in backward, on the lean forward as on
