@@ -81,11 +81,10 @@ def check_mixed_precision(model_dir: str) -> None:
     expected = response_logprobs(whole, batch, PAD, 1.0, "bfloat16")[0]  # the lean forward under autocast
     mask = expected != 0
     assert torch.isfinite(logp).all()
-    # The tiny model's log-probs are about -5.3 (a 1,024-token vocabulary); bfloat16's rounding of the residual
-    # stream (which autocast keeps float32) moves them by a few hundredths.
-    torch.testing.assert_close(logp[mask], expected[mask], rtol=0, atol=0.05)
-    print(f"rank {dist.rank()}: log-prob gap to autocast {float((logp - expected)[mask].abs().max()):.4f}",
-          flush=True)
+    # The tiny model's log-probs are about -7 (a 1,024-token vocabulary); bfloat16's rounding of the residual stream
+    # (which autocast keeps float32), 2**-9 relative at each of 4 layers, moves them by under 0.01 here (0.004-0.008
+    # measured): 0.03 leaves room for the other samples of each rank, not for a wrong weight or a missed gather.
+    torch.testing.assert_close(logp[mask], expected[mask], rtol=0, atol=0.03)
 
 
 def bf16_copy(model: torch.nn.Module) -> torch.nn.Module:
