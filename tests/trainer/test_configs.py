@@ -24,6 +24,9 @@ def test_deepscaler_preset_is_the_published_recipe():
     assert config.algorithm.clip_low == 0.2 and config.optim.mini_batches == 2 and config.data.max_prompt_tokens == 1024
     assert [(s.max_response_tokens, s.prompts_per_step, s.samples_per_prompt) for s in config.stages] == [
         (8192, 128, 8), (16384, 128, 8), (24576, 128, 16)]
+    # Sharded with bfloat16 compute over float32 master weights; the bfloat16 reference sharded, on the GPUs.
+    assert (config.distributed.strategy, config.model.dtype, config.distributed.reference_offload) == (
+        "fsdp", "bfloat16", False)
 
 
 @pytest.mark.parametrize(
@@ -37,6 +40,7 @@ def test_deepscaler_preset_is_the_published_recipe():
         (["rollout.max_model_len=9000"], "max_model_len=9000 cannot hold"),  # 1024 + 8192 needed
         (["rollout.num_threads=0"], "rollout.num_threads must be 'auto' or at least 1"),
         (["rollout.num_threads=many"], "rollout.num_threads"),
+        (["distributed.reference_offload=true"], "reference_offload needs distributed.strategy=fsdp"),
     ],
 )
 def test_rollout_settings_that_cannot_work_fail_naming_the_key(overrides, message):

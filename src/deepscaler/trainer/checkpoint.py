@@ -32,11 +32,12 @@ def save_checkpoint(
     run_dir: Path, step: int, policy: torch.nn.Module, tokenizer: Any, optimizer: torch.optim.Optimizer,
     state: dict[str, Any], reference: torch.nn.Module | None = None, keep_last: int = 2, *,
     weights: dict[str, torch.Tensor] | None = None, optimizer_state: dict[str, Any] | None = None,
-    cuda_rng_states: list[torch.Tensor] | None = None,
+    cuda_rng_states: list[torch.Tensor] | None = None, reference_weights: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write step `step`'s checkpoint. `weights` and `optimizer_state`, when given, replace the policy's
     state_dict() and optimizer.state_dict() (a sharded model's, gathered whole beforehand by every rank);
-    `cuda_rng_states` holds every rank's CUDA generator (see cuda_rng_states())."""
+    `cuda_rng_states` holds every rank's CUDA generator (see cuda_rng_states()); `reference_weights` likewise
+    replaces a sharded reference's state_dict()."""
     root = checkpoint_root(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:06d}"
@@ -47,7 +48,10 @@ def save_checkpoint(
     if reference is not None:
         from safetensors.torch import save_model  # handles tied embeddings
 
-        save_model(reference, str(partial / "reference.safetensors"))
+        if reference_weights is None:
+            save_model(reference, str(partial / "reference.safetensors"))
+        else:
+            _save_untied(reference_weights, partial / "reference.safetensors")
     torch.save(optimizer.state_dict() if optimizer_state is None else optimizer_state, partial / "optimizer.pt")
     rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if cuda_rng_states is not None:
@@ -78,7 +82,7 @@ def load_checkpoint(
     """Restore weights, optimizer and RNG states in place; returns the saved trainer state.
 
     Every rank calls it: an FSDP-sharded policy (and its optimizer) takes its own shards of the saved state."""
-    from safetensors.torch import load_file, load_model
+    from safetensors.torch import load_file
 
     weights = {}
     for path in sorted((folder / "model").glob("*.safetensors")):
@@ -88,7 +92,7 @@ def load_checkpoint(
     if set(missing) - tied or unexpected:
         raise RuntimeError(f"{folder}: checkpoint does not match the model ({list(missing)[:3]}, {unexpected[:3]})")
     if reference is not None and (folder / "reference.safetensors").is_file():
-        load_model(reference, str(folder / "reference.safetensors"))
+        dist.load_full_state_dict(reference, load_file(str(folder / "reference.safetensors")))
     optimizer_state = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
     dist.load_optimizer_state_dict(policy, optimizer, optimizer_state)
     rng = torch.load(folder / "rng.pt", map_location="cpu", weights_only=True)
@@ -112,6 +116,20 @@ def _restore_cuda_rng(states: list[torch.Tensor] | None) -> None:
     number, ranks keep their freshly seeded generators: the resume is no longer exact anyway)."""
     if states is not None and torch.cuda.is_available() and len(states) == dist.world_size():
         torch.cuda.set_rng_state(states[dist.rank()])
+
+
+def _save_untied(weights: dict[str, torch.Tensor], path: Path) -> None:
+    """Save whole weights, a tensor shared by several names (tied embeddings) under its first name only, as
+    save_model does; load_full_state_dict restores the tie."""
+    from safetensors.torch import save_file
+
+    seen: set[int] = set()
+    kept = {}
+    for name, tensor in weights.items():
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            kept[name] = tensor.contiguous()
+    save_file(kept, str(path))
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -21,8 +21,10 @@ class ModelConfig:
     # builds one. Under torchrun rank 0 downloads it while the other ranks wait.
     path: str = ""
     revision: str | None = None  # a hub id's branch, tag or commit hash (default: main)
-    # Compute dtype; parameters and optimizer state stay float32 either way. bfloat16 halves the update's time on a
-    # CPU with AMX (bench_grpo_step); float32 is the exact default.
+    # Compute dtype; parameters and optimizer state stay float32 either way (with bfloat16 under
+    # distributed.strategy=fsdp each layer is gathered in bfloat16, gradients reduced in float32); the reference
+    # policy is kept in it.
+    # bfloat16 halves the update's time on a CPU with AMX (bench_grpo_step); float32 is the exact default.
     dtype: Literal["float32", "bfloat16"] = "float32"
     # Trade compute for memory on long responses: each decoder layer recomputed in backward, on the lean forward as on
     # Hugging Face's. Prompt sharing is off with it.
@@ -154,6 +156,9 @@ class DistributedConfig:
     # the model or writes a checkpoint, and while the slowest rank finishes its validation share at the longest
     # stage's budget; torch's defaults (NCCL 10 minutes, gloo 30) are too short for those.
     timeout_minutes: float = 60.0
+    # fsdp only: the reference policy's shards (bfloat16 with model.dtype=bfloat16) live in host memory, each layer's
+    # copied to the GPU for its forward (FSDP2's CPUOffloadPolicy; DeepScaleR's `ref param_offload`).
+    reference_offload: bool = False
 
 
 @dataclass
@@ -208,6 +213,8 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError("algorithm.dual_clip must be > 1")
     if config.optim.lr <= 0:
         raise ConfigError("optim.lr must be > 0")
+    if config.distributed.reference_offload and config.distributed.strategy != "fsdp":
+        raise ConfigError("distributed.reference_offload needs distributed.strategy=fsdp")
     if config.distributed.timeout_minutes <= 0:
         raise ConfigError("distributed.timeout_minutes must be > 0")
 

@@ -127,22 +127,60 @@ def main_rank_first() -> Iterator[None]:
         barrier()
 
 
-def wrap(model: torch.nn.Module, strategy: str = "ddp") -> torch.nn.Module:
+def wrap(model: torch.nn.Module, strategy: str = "ddp", mixed_precision: bool = False) -> torch.nn.Module:
     """DDP (gradients all-reduced in backward) or FSDP2 `fully_shard` (parameters, gradients and optimizer
-    state sharded over ranks; each decoder layer is gathered only around its own forward and backward)."""
+    state sharded over ranks; each decoder layer is gathered only around its own forward and backward).
+
+    mixed_precision (FSDP): the float32 shards stay the optimizer's master weights, each layer is gathered as
+    bfloat16 for its forward and backward, and gradients are reduced (reduce-scattered) in float32."""
     if world_size() == 1:
         return model
     if strategy == "fsdp":
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import MixedPrecisionPolicy
 
-        for layer in getattr(getattr(model, "model", model), "layers", []):
-            fully_shard(layer)
-        fully_shard(model)
-        return model
+        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) \
+            if mixed_precision else MixedPrecisionPolicy()
+        return _shard_layers(model, mp_policy=policy)
     if strategy != "ddp":
         raise ValueError(f"unknown distributed strategy {strategy!r} (ddp or fsdp)")
     ids = [model.device.index] if model.device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def shard_frozen(model: torch.nn.Module, offload: bool = False) -> torch.nn.Module:
+    """A model that is only ever run forward (the reference policy), FSDP2-sharded layer by layer in its own
+    dtype; with offload its shards live in host memory and each layer's is copied to the GPU for its forward
+    (FSDP2's CPUOffloadPolicy). One process: the model as it is."""
+    if world_size() == 1:
+        return model
+    from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy
+
+    # Pinned host memory makes the copies asynchronous; it needs CUDA.
+    where = CPUOffloadPolicy(pin_memory=torch.cuda.is_available()) if offload else OffloadPolicy()
+    return _shard_layers(model, offload_policy=where)
+
+
+def _shard_layers(model: torch.nn.Module, **options: Any) -> torch.nn.Module:
+    """fully_shard each decoder layer, then the root (embeddings, final norm, LM head). The root stays gathered
+    from its forward to its backward (or, after a forward without gradients, until `reshard()`), which the LM
+    head's log-probs rely on: they read its weight after the model's forward."""
+    from torch.distributed.fsdp import fully_shard
+
+    for layer in getattr(getattr(model, "model", model), "layers", []):
+        fully_shard(layer, **options)
+    fully_shard(model, **options)
+    return model
+
+
+def compute_device(model: torch.nn.Module) -> torch.device:
+    """Where a model's forward runs, so where its inputs go: its parameters' device, except for FSDP2 shards
+    offloaded to host memory, which compute on the device of their mesh (this rank's GPU)."""
+    from torch.distributed.tensor import DTensor
+
+    param = next(model.parameters())
+    if isinstance(param, DTensor) and param.device_mesh.device_type != param.device.type:
+        return device()
+    return param.device
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -248,18 +286,31 @@ def load_optimizer_state_dict(model: torch.nn.Module, optimizer: torch.optim.Opt
     set_optimizer_state_dict(unwrap(model), optimizer, state, options=StateDictOptions(full_state_dict=True))
 
 
-@contextmanager
-def _gradient_sync(model: torch.nn.Module, last: bool):
-    model.set_requires_gradient_sync(last)
-    yield
-
-
 def accumulation_context(model: torch.nn.Module, last: bool):
-    """Gradients are reduced over ranks on the last micro-batch of an optimizer step only: DDP's
-    all-reduce is skipped by no_sync(), FSDP's reduce-scatter by set_requires_gradient_sync(False)
-    (its unsharded gradients accumulate locally until then)."""
-    if is_sharded(model):
-        return _gradient_sync(model, last)
+    """How gradients cross ranks while micro-batches accumulate. DDP: all-reduced on the last micro-batch of an
+    optimizer step only (no_sync() before it), into whole gradients every rank holds anyway. FSDP: reduce-scattered
+    after every micro-batch, each rank adding its shard into its sharded gradient, so that no rank ever holds a
+    whole model's gradient (skipping the sync would keep the unsharded gradients until the last micro-batch)."""
     if last or not isinstance(model, torch.nn.parallel.DistributedDataParallel):
         return nullcontext()
     return model.no_sync()
+
+
+def copy_weights(source: torch.nn.Module, target: torch.nn.Module) -> None:
+    """Copy source's parameters into target's (same architecture), cast to target's dtype: the reference policy
+    reset to the policy at a stage's start. FSDP2-sharded on both sides (same layout, as `wrap` and `shard_frozen`
+    lay them out): each rank copies its own shards, with no collective and no whole copy anywhere."""
+    from torch.distributed.tensor import DTensor
+
+    targets = dict(unwrap(target).named_parameters())
+    with torch.no_grad():
+        for name, param in unwrap(source).named_parameters():
+            into = targets[name]
+            if isinstance(param, DTensor) != isinstance(into, DTensor):
+                raise ValueError(f"{name}: cannot copy between a sharded and an unsharded model")
+            if isinstance(param, DTensor):
+                if param.placements != into.placements or param.shape != into.shape:
+                    raise ValueError(f"{name}: the two models are sharded differently")
+                into.to_local().copy_(param.to_local())
+            else:
+                into.copy_(param)

@@ -6,7 +6,8 @@ bfloat16 autocast also a cast of every weight at every call. Here each forward c
 weight and gate/up into another (inside autograd, so gradients land on the model's parameters), casts them to
 the compute dtype once, applies rotary embeddings as one complex multiplication (q/k rows are permuted into
 interleaved pairs, which leaves every q·k product unchanged), and lets attention share key/value heads without
-copying them. With bfloat16 the residual stream and the norms stay float32, as under autocast; on a CPU
+copying them. The residual stream and the norms are float32 whatever the parameters' dtype (as under autocast;
+a bfloat16 model, the reference policy, computes as a float32 one would with its weights rounded); on a CPU
 attention runs in float32, whose backward is several times faster there than bfloat16's.
 The cost: the fused weights are a second copy of the model's matrices while a forward's graph is alive. With the
 model's gradient checkpointing on (and the model training) each decoder layer is checkpointed, as Hugging Face does.
@@ -89,15 +90,15 @@ class LeanForward:
         if attn.q_proj.bias is not None:
             bias = torch.cat([p.bias for p in projections]).index_select(0, self.qkv_order).to(self.dtype)
         fused = {
-            "ln1": layer.input_layernorm.weight, "ln2": layer.post_attention_layernorm.weight,
+            "ln1": layer.input_layernorm.weight.float(), "ln2": layer.post_attention_layernorm.weight.float(),
             "qkv": qkv.to(self.dtype), "qkv_b": bias, "o": attn.o_proj.weight.to(self.dtype),
             "o_b": attn.o_proj.bias.to(self.dtype) if attn.o_proj.bias is not None else None,
             "gate_up": torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).to(self.dtype),
             "down": mlp.down_proj.weight.to(self.dtype), "q_norm": None, "k_norm": None,
         }
         if hasattr(attn, "q_norm"):  # Qwen3: a per-head norm on q and k before the rotation, pair-ordered too
-            fused["q_norm"] = attn.q_norm.weight.index_select(0, self.pairs)
-            fused["k_norm"] = attn.k_norm.weight.index_select(0, self.pairs)
+            fused["q_norm"] = attn.q_norm.weight.float().index_select(0, self.pairs)
+            fused["k_norm"] = attn.k_norm.weight.float().index_select(0, self.pairs)
         return fused
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -125,7 +126,7 @@ class LeanForward:
         angles = position_ids[..., None].float() * self.inv_freq
         freqs = torch.polar(torch.full_like(angles, self.rope_scale), angles)[:, :, None]
         embed = self.model.model.embed_tokens
-        x = F.embedding(input_ids, embed.weight, padding_idx=embed.padding_idx)
+        x = F.embedding(input_ids, embed.weight, padding_idx=embed.padding_idx).float()
         cache: Cache = []
         run = partial(checkpoint, self._layer, use_reentrant=False) if self.checkpoint else self._layer
         for index, layer in enumerate(self.layers):
@@ -136,7 +137,7 @@ class LeanForward:
             x = x[:, -1:]
         elif columns is not None:
             x = x.gather(1, columns[:, :, None].expand(-1, -1, x.shape[-1]))
-        return self._norm(x, self.model.model.norm.weight).to(self.dtype), cache if keep_cache else None
+        return self._norm(x, self.model.model.norm.weight.float()).to(self.dtype), cache if keep_cache else None
 
     def _layer(self, layer: dict, x: torch.Tensor, freqs: torch.Tensor, mask: torch.Tensor | None,
                prefix: tuple[torch.Tensor, torch.Tensor] | None,

@@ -54,12 +54,14 @@ class Trainer:
             model_dir = resolve_model(config.model.path, config.model.revision)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        # Parameters stay float32 (the optimizer's master copy); model.dtype=bfloat16 computes under autocast.
-        policy = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(dist.device())
+        # Parameters stay float32 (the optimizer's master copy); model.dtype=bfloat16 computes under autocast, and
+        # under FSDP gathers each layer as bfloat16 (its gradients reduced in float32).
+        policy = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
         if config.model.gradient_checkpointing:
             policy.gradient_checkpointing_enable()
-        self.reference = copy.deepcopy(policy).eval().requires_grad_(False) if config.algorithm.kl_coef else None
-        self.policy = dist.wrap(policy.train(), config.distributed.strategy)
+        self.reference = self._new_reference(policy) if config.algorithm.kl_coef else None
+        bf16 = config.model.dtype == "bfloat16"
+        self.policy = dist.wrap(policy.to(dist.device()).train(), config.distributed.strategy, mixed_precision=bf16)
         self.optimizer = self._new_optimizer()
         self.sampler, self.validation = self._load_data()
         self.llm = self._start_rollout_engine(model_dir)
@@ -76,6 +78,20 @@ class Trainer:
             self._resume()
 
     # -- set-up ---------------------------------------------------------------------------------------
+    def _new_reference(self, policy: torch.nn.Module) -> torch.nn.Module:
+        """The frozen reference policy: a copy of the policy's starting weights in the compute dtype (it only runs
+        forward), made on the host. Under FSDP it is sharded like the policy, and with
+        distributed.reference_offload its shards stay in host memory; otherwise a plain module on this device."""
+        reference = copy.deepcopy(policy).eval().requires_grad_(False)
+        if self.config.model.dtype == "bfloat16":
+            # Parameters only: buffers such as the rotary inverse frequencies keep float32 (rounded to bfloat16 they
+            # would shift the angle at position 24,000 by tens of radians).
+            for param in reference.parameters():
+                param.data = param.data.to(torch.bfloat16)
+        if self.config.distributed.strategy == "fsdp" and dist.world_size() > 1:
+            return dist.shard_frozen(reference, offload=self.config.distributed.reference_offload)
+        return reference.to(dist.device())
+
     def _new_optimizer(self) -> torch.optim.Optimizer:
         o = self.config.optim
         params = list(self.policy.parameters())
@@ -181,7 +197,7 @@ class Trainer:
                           lockstep=dist.is_sharded(self.policy), lean=config.model.lean_forward)
         if self.reference is not None:
             fill_logprobs(self.reference, samples, "ref_logp", temperature, budget, self.pad_id, dtype,
-                          lean=config.model.lean_forward)
+                          lockstep=dist.is_sharded(self.reference), lean=config.model.lean_forward)
         times["logprobs"] = time.perf_counter() - mark
 
         # 6. Policy update; 7. push the new weights to the rollout engine.
@@ -341,20 +357,23 @@ class Trainer:
             return
         stage = config.stages[self.state["stage"]]
         if stage.reset_reference and self.reference is not None:
-            self.reference.load_state_dict(dist.full_state_dict(self.policy))
+            dist.copy_weights(self.policy, self.reference)
         if stage.reset_optimizer:
             self.optimizer = self._new_optimizer()
 
     def checkpoint(self) -> Path | None:
-        folder, weights, optimizer_state = None, None, None
+        folder, weights, optimizer_state, reference_weights = None, None, None, None
         cuda_rng = cuda_rng_states()  # a collective, like the gathers below
         if dist.is_sharded(self.policy):  # gathered whole onto rank 0 (collectives: every rank takes part)
             weights = dist.full_state_dict(self.policy, everywhere=False)
             optimizer_state = dist.optimizer_state_dict(self.policy, self.optimizer)
+        if self.reference is not None and dist.is_sharded(self.reference):
+            reference_weights = dist.full_state_dict(self.reference, everywhere=False)
         if dist.is_main():
             folder = save_checkpoint(self.run_dir, self.state["step"], dist.unwrap(self.policy), self.tokenizer,
                                      self.optimizer, self.state, self.reference, self.config.checkpoint.keep_last,
-                                     weights=weights, optimizer_state=optimizer_state, cuda_rng_states=cuda_rng)
+                                     weights=weights, optimizer_state=optimizer_state, cuda_rng_states=cuda_rng,
+                                     reference_weights=reference_weights)
         dist.barrier()
         return folder
 

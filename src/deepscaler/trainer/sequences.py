@@ -11,7 +11,7 @@ import torch
 from deepscaler.algorithms import lm_head_logprobs
 from deepscaler.algorithms.partition import budget_micro_batches
 from deepscaler.inference.architectures import SUPPORTED_MODEL_TYPES
-from deepscaler.trainer.distributed import unwrap
+from deepscaler.trainer.distributed import compute_device, is_sharded, unwrap
 from deepscaler.trainer.lean_forward import LeanForward
 
 
@@ -212,7 +212,7 @@ class HFForward:
         if model_type not in SUPPORTED_MODEL_TYPES:
             raise ValueError(f"the trainer supports {', '.join(SUPPORTED_MODEL_TYPES)} models, not {model_type!r}")
         self.model, self.dtype = model, torch.bfloat16 if compute_dtype == "bfloat16" else torch.float32
-        self.device = next(model.parameters()).device
+        self.device = compute_device(model)
 
     @property
     def head(self) -> torch.Tensor:
@@ -362,7 +362,7 @@ def fill_logprobs(model: torch.nn.Module, samples: Seq[Sample], attribute: str, 
     if lockstep:
         from deepscaler.trainer import distributed as dist
 
-        device = next(model.parameters()).device
+        device = compute_device(model)
         for _ in range(dist.all_reduce_max(len(batches)) - len(batches)):
             model(input_ids=torch.full((1, 1), pad_id, dtype=torch.long, device=device), use_cache=False)
     for indices in batches:
@@ -371,4 +371,6 @@ def fill_logprobs(model: torch.nn.Module, samples: Seq[Sample], attribute: str, 
                                  lean=lean)[0].cpu()
         for row, sample in enumerate(chunk):
             setattr(sample, attribute, logp[row, : len(sample.response)].clone())
+    if is_sharded(model):  # FSDP keeps the root's parameters gathered after a forward without gradients
+        model.reshard()
     model.train(was_training)
