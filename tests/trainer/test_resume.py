@@ -2,6 +2,7 @@
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,3 +52,37 @@ def test_sigkill_then_resume_matches_uninterrupted(tiny_run_inputs, tmp_path):
         assert torch.equal(expected[name], actual[name]), name
     steps_logged = [line for line in metrics.read_text().splitlines() if line]
     assert len(steps_logged) == steps  # steps redone after the resume are not logged twice
+
+
+def test_resume_passes_over_a_damaged_checkpoint_and_refuses_when_none_is_left(tiny_run_inputs, tmp_path):
+    run = tmp_path / "run"
+    first = _train(train_args(tiny_run_inputs, run, steps=2))
+    assert first.wait(timeout=300) == 0, first.stdout.read()
+    expected = _final_weights(run)
+    shard = run / "checkpoints" / "step_000002" / "optimizer" / "__0_0.distcp"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 256] = bytes(256)
+    shard.write_bytes(bytes(data))
+
+    resumed = subprocess.run([sys.executable, "-m", "deepscaler.cli", "train", "--resume", str(run)],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert (f"warning: checkpoint {run / 'checkpoints' / 'step_000002'} is damaged or incomplete: "
+            "optimizer/__0_0.distcp does not match its checksum") in resumed.stderr
+    assert f"resuming from {run / 'checkpoints' / 'step_000001'}" in resumed.stderr
+    actual = _final_weights(run)  # step 2 taken again, from step 1: the weights of the first time
+    assert all(torch.equal(actual[name], expected[name]) for name in expected)
+
+    for folder in (run / "checkpoints").glob("step_*"):
+        (folder / "rng.pt").write_bytes(b"not a pickle")
+    failed = subprocess.run([sys.executable, "-m", "deepscaler.cli", "train", "--resume", str(run)],
+                            capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    assert failed.stderr.splitlines()[-1].startswith(f"deepscaler train: error: {run}: no intact checkpoint")
+
+    shutil.rmtree(run / "checkpoints")
+    failed = subprocess.run([sys.executable, "-m", "deepscaler.cli", "train", "--resume", str(run)],
+                            capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    assert failed.stderr.splitlines()[-1] == f"deepscaler train: error: {run}: no checkpoint to resume from " \
+                                             f"(nothing in {run / 'checkpoints'})"
