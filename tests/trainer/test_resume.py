@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL and resumed ends with exactly the weights of an uninterrupted run."""
+"""A run killed with SIGKILL and resumed ends with exactly the weights of an uninterrupted run; a resume passes
+over a damaged checkpoint with a warning and takes the previous one, and with none to take stops on one line."""
 
 import os
 import random
@@ -54,7 +55,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tiny_run_inputs, tmp_path):
     assert len(steps_logged) == steps  # steps redone after the resume are not logged twice
 
 
-def test_resume_passes_over_a_damaged_checkpoint_and_refuses_when_none_is_left(tiny_run_inputs, tmp_path):
+def test_resume_passes_over_a_damaged_checkpoint_and_refuses_when_there_is_none(tiny_run_inputs, tmp_path):
     run = tmp_path / "run"
     first = _train(train_args(tiny_run_inputs, run, steps=2))
     assert first.wait(timeout=300) == 0, first.stdout.read()
@@ -73,13 +74,7 @@ def test_resume_passes_over_a_damaged_checkpoint_and_refuses_when_none_is_left(t
     actual = _final_weights(run)  # step 2 taken again, from step 1: the weights of the first time
     assert all(torch.equal(actual[name], expected[name]) for name in expected)
 
-    for folder in (run / "checkpoints").glob("step_*"):
-        (folder / "rng.pt").write_bytes(b"not a pickle")
-    failed = subprocess.run([sys.executable, "-m", "deepscaler.cli", "train", "--resume", str(run)],
-                            capture_output=True, text=True, timeout=300)
-    assert failed.returncode == 2 and "Traceback" not in failed.stderr
-    assert failed.stderr.splitlines()[-1].startswith(f"deepscaler train: error: {run}: no intact checkpoint")
-
+    # No checkpoint left (the same one-line error names each damaged one when all are: test_checkpoint.py).
     shutil.rmtree(run / "checkpoints")
     failed = subprocess.run([sys.executable, "-m", "deepscaler.cli", "train", "--resume", str(run)],
                             capture_output=True, text=True, timeout=300)
