@@ -189,3 +189,16 @@ def test_describe_gives_size_and_sha256_as_sha256sum_does(tmp_path):
     (tmp_path / "a.bin").write_bytes(b"abc" * 1_000_000)
     assert describe(tmp_path, "a.bin") == {
         "bytes": 3_000_000, "sha256": "f4096a131e7e6ebfa7a512b5c299e13b065df34d15624ee1202ab394cc4d7e90"}
+
+
+def test_a_fresh_optimizer_is_saved_as_fresh_and_left_untouched(two_checkpoints, tmp_path):
+    # As after a stage with reset_optimizer: asking DCP for its state would take a zero step, and the next real
+    # step would then be Adam's second (another bias correction) in the run and after a resume alike.
+    model, optimizer = _micro_model()
+    tokenizer = AutoTokenizer.from_pretrained(two_checkpoints[0] / "checkpoints" / "step_000001" / "model")
+    folder = save_checkpoint(tmp_path, 3, model, tokenizer, optimizer, {"sampler": None})
+    assert not optimizer.state and not (folder / "optimizer").exists()
+    fresh, fresh_optimizer = _micro_model()
+    assert find_checkpoint(tmp_path) == (folder, [])
+    load_checkpoint(folder, fresh, fresh_optimizer, reference=None)
+    assert not fresh_optimizer.state
