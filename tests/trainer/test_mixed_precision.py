@@ -65,8 +65,16 @@ def test_fsdp_bfloat16_run_matches_float32_and_resets_the_sharded_reference(tiny
     # The checkpoint after step 2, written after the switch: the reference is the policy as the stage began.
     folder = tmp_path / "fsdp" / "checkpoints" / "step_000002"
     policy = load_file(str(folder / "model" / "model.safetensors"))
-    saved = load_file(str(folder / "reference.safetensors"))
+    saved = _reference_weights(folder / "reference", tmp_path / "reference.pt")
     assert {tensor.dtype for tensor in saved.values()} == {torch.bfloat16}
     assert set(saved) <= set(policy) and "model.embed_tokens.weight" in saved
     for name, tensor in saved.items():
         assert torch.equal(tensor, policy[name].to(torch.bfloat16)), name
+
+
+def _reference_weights(dcp_folder, path):
+    """The whole reference model from a checkpoint's sharded (DCP) folder."""
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    dcp_to_torch_save(dcp_folder, path)
+    return torch.load(path, weights_only=True)

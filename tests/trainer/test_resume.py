@@ -1,7 +1,9 @@
-"""A run killed with SIGKILL and resumed ends with exactly the weights of an uninterrupted run."""
+"""A run killed with SIGKILL and resumed ends with exactly the weights of an uninterrupted run; a resume passes
+over a damaged checkpoint with a warning and takes the previous one, and with none to take stops on one line."""
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,3 +53,31 @@ def test_sigkill_then_resume_matches_uninterrupted(tiny_run_inputs, tmp_path):
         assert torch.equal(expected[name], actual[name]), name
     steps_logged = [line for line in metrics.read_text().splitlines() if line]
     assert len(steps_logged) == steps  # steps redone after the resume are not logged twice
+
+
+def test_resume_passes_over_a_damaged_checkpoint_and_refuses_when_there_is_none(tiny_run_inputs, tmp_path):
+    run = tmp_path / "run"
+    first = _train(train_args(tiny_run_inputs, run, steps=2))
+    assert first.wait(timeout=300) == 0, first.stdout.read()
+    expected = _final_weights(run)
+    shard = run / "checkpoints" / "step_000002" / "optimizer" / "__0_0.distcp"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 256] = bytes(256)
+    shard.write_bytes(bytes(data))
+
+    resumed = subprocess.run([sys.executable, "-m", "deepscaler.cli", "train", "--resume", str(run)],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert (f"warning: checkpoint {run / 'checkpoints' / 'step_000002'} is damaged or incomplete: "
+            "optimizer/__0_0.distcp does not match its checksum") in resumed.stderr
+    assert f"resuming from {run / 'checkpoints' / 'step_000001'}" in resumed.stderr
+    actual = _final_weights(run)  # step 2 taken again, from step 1: the weights of the first time
+    assert all(torch.equal(actual[name], expected[name]) for name in expected)
+
+    # No checkpoint left (the same one-line error names each damaged one when all are: test_checkpoint.py).
+    shutil.rmtree(run / "checkpoints")
+    failed = subprocess.run([sys.executable, "-m", "deepscaler.cli", "train", "--resume", str(run)],
+                            capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    assert failed.stderr.splitlines()[-1] == f"deepscaler train: error: {run}: no checkpoint to resume from " \
+                                             f"(nothing in {run / 'checkpoints'})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from deepscaler.eval.runner import EvalSettings
 from deepscaler.inference.hub import resolve_model
 from deepscaler.reward import RewardScorer
 from deepscaler.trainer import distributed as dist
-from deepscaler.trainer.checkpoint import cuda_rng_states, latest_checkpoint, load_checkpoint, save_checkpoint
+from deepscaler.trainer.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from deepscaler.trainer.config import StageConfig, TrainConfig
 from deepscaler.trainer.data import PromptSampler, render_prompts
 from deepscaler.trainer.metrics import MetricsLog
@@ -48,6 +49,8 @@ class Trainer:
         self.config, self.run_dir, self.progress = config, Path(config.out_dir), progress
         check_prompts_split(config, dist.world_size())
         check_run_folder(self.run_dir)
+        # Which checkpoint to resume from is settled before any model loads (CheckpointError: one line, exit 2).
+        resume_from = self._find_resume_point() if resume else None
         self.on_stage_end = on_stage_end  # called as on_stage_end(trainer, stage) when a stage ends
         torch.manual_seed(config.seed)
         with dist.main_rank_first():  # rank 0 downloads a hub model into the cache, where the other ranks find it
@@ -74,8 +77,8 @@ class Trainer:
         if dist.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
             config_io.save_config(config, self.run_dir / "config.yaml")
-        if resume:
-            self._resume()
+        if resume_from is not None:
+            self._resume(resume_from)
 
     # -- set-up ---------------------------------------------------------------------------------------
     def _new_reference(self, policy: torch.nn.Module) -> torch.nn.Module:
@@ -123,11 +126,15 @@ class Trainer:
         validation = [p for path in data.val_files for p in load(path)]
         return PromptSampler(prompts, self.config.seed, data.shuffle), validation
 
-    def _resume(self) -> None:
-        folder = latest_checkpoint(self.run_dir)
-        if folder is None:
-            raise FileNotFoundError(f"{self.run_dir}: no complete checkpoint to resume from")
-        self.state = load_checkpoint(folder, dist.unwrap(self.policy), self.optimizer, self.reference)
+    def _find_resume_point(self) -> Path:
+        """The newest intact checkpoint; each damaged or incomplete one passed over is a one-line warning."""
+        folder, passed_over = find_checkpoint(self.run_dir)
+        if passed_over and dist.is_main():
+            sys.stderr.write("".join(f"warning: {line}\n" for line in passed_over) + f"resuming from {folder}\n")
+        return folder
+
+    def _resume(self, folder: Path) -> None:
+        self.state = load_checkpoint(folder, self.policy, self.optimizer, self.reference)
         self.sampler.load_state(self.state["sampler"])
         self._sync_weights()
         if self.log is not None:
@@ -361,21 +368,10 @@ class Trainer:
         if stage.reset_optimizer:
             self.optimizer = self._new_optimizer()
 
-    def checkpoint(self) -> Path | None:
-        folder, weights, optimizer_state, reference_weights = None, None, None, None
-        cuda_rng = cuda_rng_states()  # a collective, like the gathers below
-        if dist.is_sharded(self.policy):  # gathered whole onto rank 0 (collectives: every rank takes part)
-            weights = dist.full_state_dict(self.policy, everywhere=False)
-            optimizer_state = dist.optimizer_state_dict(self.policy, self.optimizer)
-        if self.reference is not None and dist.is_sharded(self.reference):
-            reference_weights = dist.full_state_dict(self.reference, everywhere=False)
-        if dist.is_main():
-            folder = save_checkpoint(self.run_dir, self.state["step"], dist.unwrap(self.policy), self.tokenizer,
-                                     self.optimizer, self.state, self.reference, self.config.checkpoint.keep_last,
-                                     weights=weights, optimizer_state=optimizer_state, cuda_rng_states=cuda_rng,
-                                     reference_weights=reference_weights)
-        dist.barrier()
-        return folder
+    def checkpoint(self) -> Path:
+        """Write a checkpoint of the run so far (a collective: every rank writes its shards)."""
+        return save_checkpoint(self.run_dir, self.state["step"], self.policy, self.tokenizer, self.optimizer,
+                               self.state, self.reference, self.config.checkpoint.keep_last)
 
     def close(self) -> None:
         self.scorer.close()
