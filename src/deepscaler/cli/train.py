@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="a YAML config (see configs/)")
     parser.add_argument("--out", help="run directory (same as out_dir=...)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    parser.add_argument("--skip-memory-check", action="store_true",
+                        help="start even when `deepscaler plan` predicts a stage will not fit in GPU memory")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     if not config.model.path:
         raise UsageError("model.path is not set (give --config, model.path=FOLDER_OR_HUB_ID, or recipe=tiny)")
+    if not args.skip_memory_check:
+        _check_memory(config)
     from deepscaler.inference.hub import ModelNotFoundError
     from deepscaler.trainer.loop import Trainer, TrainingAborted
 
@@ -61,6 +65,30 @@ def run(args: argparse.Namespace) -> int:
     finally:
         trainer.close()
     return 0
+
+
+def _check_memory(config) -> None:
+    """Refuse, with the plan's table, a run on GPUs where some stage will not fit (see planner/startup.py)."""
+    import os
+    import sys
+
+    from deepscaler.planner import startup
+    from deepscaler.planner.architecture import UnknownArchitecture
+
+    target = startup.gpu_target()
+    if target is None:
+        return
+    main_rank = os.environ.get("RANK", "0") == "0"
+    try:
+        refusal = startup.memory_refusal(config, *target)
+    except UnknownArchitecture as error:
+        if main_rank:
+            sys.stderr.write(f"deepscaler train: memory check skipped: {error}\n")
+        return
+    if refusal is not None:
+        if main_rank:
+            print(refusal, flush=True)
+        raise UsageError("a stage will not fit in GPU memory (plan above); --skip-memory-check starts anyway")
 
 
 def _printer():

@@ -96,15 +96,17 @@ def compute_copy_bytes(dims: ModelDims, setup: Setup, layers: int) -> float:
     w·(3·layer + outer), w the gathered width (2 with the mixed-precision policy, else 4).
     Otherwise the lean forward fuses every layer's matrices once per forward: bfloat16 copies of all of them,
     2·L·(matrices); float32 copies of the concatenated q/k/v and gate/up only (o and down are used as they are).
-    Hugging Face's forward under bfloat16 autocast caches the same bfloat16 casts.
+    Hugging Face's forward under bfloat16 autocast caches the same bfloat16 casts. And in backward one layer's
+    gradients of those copies, M = its matrices: c·M, cast back to float32 (4·M, for bfloat16), and the q/k/v rows put
+    back in order (4·H·(Q + 2K)), before they are added to the held gradients.
     """
     if setup.strategy == "fsdp" and setup.gpus > 1:
         width = 2 if setup.mixed_precision else 4
         return width * (3 * dims.layer_parameters() + dims.outer_parameters())
+    matrices, qkv = dims.layer_matrices(), dims.hidden * (dims.q_width + 2 * dims.kv_width)
     if setup.compute_dtype == "bfloat16":
-        return 2 * layers * dims.layer_matrices()
-    concatenated = dims.hidden * (dims.q_width + 2 * dims.kv_width) + 2 * dims.hidden * dims.intermediate
-    return 4 * layers * concatenated
+        return 2 * layers * matrices + (2 + 4) * matrices + 4 * qkv
+    return 4 * layers * (qkv + 2 * dims.hidden * dims.intermediate) + 4 * matrices + 4 * qkv
 
 
 def layer_activation_bytes(dims: ModelDims, c: int, a: int, r: int) -> int:
