@@ -30,8 +30,7 @@ class CheckFailed(RuntimeError):
 def check_setup(config: TrainConfig) -> Setup:
     """The update the check runs, as the memory model sees it: one CPU, no vLLM, no reference model."""
     return Setup(gpus=1, strategy="ddp", compute_dtype=config.model.dtype,
-                 checkpointing=config.model.gradient_checkpointing, reference="none",
-                 entropy=bool(config.algorithm.entropy_coef), device="cpu")
+                 checkpointing=config.model.gradient_checkpointing, reference="none", device="cpu")
 
 
 def run_check(dims: ModelDims, config: TrainConfig, tokens: int, timeout: float = 1800) -> dict:

@@ -40,7 +40,6 @@ class Setup:
     compute_dtype: str = "float32"  # parameters, gradients and Adam stay float32 either way
     checkpointing: bool = False  # each decoder layer recomputed in backward
     reference: str = "resident"  # "none" (kl_coef 0), "resident" (held on the GPU), "offload" (held on the host)
-    entropy: bool = True  # the loss has an entropy term (algorithm.entropy_coef > 0)
     device: str = "cuda"  # "cpu" for --check-on-cpu: no CUDA context, attention in float32
     vllm_share_bytes: float = 0.0  # gpu_memory_utilization × GPU memory (0: no colocated vLLM)
     vllm_sleeps: bool = False  # enable_sleep_mode: vLLM frees its share during the trainer's passes
@@ -136,7 +135,8 @@ def activation_bytes(dims: ModelDims, setup: Setup, tokens: int, layers: int) ->
 
 def head_bytes(dims: ModelDims, setup: Setup, tokens: int) -> float:
     """The LM head's log-prob (and entropy) pass (algorithms/lm_head.py) at its backward's peak: three float32 blocks
-    of 2**24 logits (the logits, their softmax, their gradient), the head weight's whole gradient before it is added
+    of 2**24 logits (the logits, their softmax, their gradient; with or without entropy, which adds two floats per
+    token), the head weight's whole gradient before it is added
     to the held one (V·H in the gathered width), and the hidden states' gradient, float32 plus its cast: (4 + c)·N·H.
     """
     c = _width(setup.compute_dtype)

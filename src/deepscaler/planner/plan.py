@@ -44,8 +44,7 @@ def knobs_from_config(config: TrainConfig, gpus: int, gpu_memory_gb: float) -> K
     else:
         reference = "offload" if getattr(config.distributed, "reference_offload", False) else "resident"
     setup = Setup(gpus=gpus, strategy=config.distributed.strategy, compute_dtype=config.model.dtype,
-                  checkpointing=config.model.gradient_checkpointing, reference=reference,
-                  entropy=bool(config.algorithm.entropy_coef), device="cuda",
+                  checkpointing=config.model.gradient_checkpointing, reference=reference, device="cuda",
                   vllm_share_bytes=utilization * gpu_bytes, vllm_sleeps=vllm and config.rollout.enable_sleep_mode)
     return Knobs(setup=setup, micro_batch_tokens=config.optim.micro_batch_tokens,
                  max_prompt_tokens=config.data.max_prompt_tokens, gpu_bytes=gpu_bytes, utilization=utilization)

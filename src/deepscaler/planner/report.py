@@ -15,7 +15,7 @@ def table(stages: list[StagePlan], gpus: int, gpu_memory_gb: float, suggestions:
     names = [stage.name for stage in stages]
     width = max(12, *(len(n) for n in names))
     label = 22
-    lines = [f"memory plan per GPU, in GiB ({gpus} × {gpu_memory_gb:g} GB)",
+    lines = [f"memory plan per GPU, in GiB ({gpus} GPU{'s' if gpus > 1 else ''} of {gpu_memory_gb:g} GiB)",
              " " * label + "".join(n.rjust(width) for n in names)]
 
     def row(title: str, values: list[str]) -> None:
