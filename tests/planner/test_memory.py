@@ -105,3 +105,14 @@ def test_suggestions_name_each_kind_of_fix():
                                                     *([fix] if not fix.startswith("--") else [])])
         gpus = int(fix.split()[1]) if fix.startswith("--gpus") else 8
         assert all(s.fits for s in plan_stages(R1_DISTILL, changed, knobs_from_config(changed, gpus, 80))), fix
+
+
+def test_when_no_change_alone_fits_a_combination_is_suggested():
+    changes = ["model.gradient_checkpointing=false", "rollout.enable_sleep_mode=false"]
+    config = load_config(TrainConfig, RECIPE, changes)
+    knobs = knobs_from_config(config, gpus=8, gpu_memory_gb=40)
+    # Each alone is not enough; both together are, and nothing more is asked for.
+    assert suggestions(R1_DISTILL, config, knobs) == ["model.gradient_checkpointing=true distributed.strategy=fsdp"]
+    fixed = load_config(TrainConfig, RECIPE, [*changes, "model.gradient_checkpointing=true",
+                                              "distributed.strategy=fsdp"])
+    assert all(s.fits for s in plan_stages(R1_DISTILL, fixed, knobs_from_config(fixed, gpus=8, gpu_memory_gb=40)))

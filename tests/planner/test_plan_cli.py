@@ -65,3 +65,13 @@ def test_train_refuses_with_the_table_when_a_stage_will_not_fit(monkeypatch, tmp
     # The flag lets it start: it then stops on the model, which is not in this offline machine's cache.
     assert main([*args, "--skip-memory-check"]) == 2
     assert "neither a local folder nor found" in capsys.readouterr().err
+
+
+def test_train_check_passes_the_recipe_on_eight_80gb_gpus_and_is_off_without_cuda():
+    from deepscaler.config import load_config
+    from deepscaler.trainer.config import TrainConfig
+
+    config = load_config(TrainConfig, RECIPE)
+    assert startup.memory_refusal(config, 8, 80 * GIB) is None
+    assert "NO" in startup.memory_refusal(config, 8, 24 * GIB)
+    assert startup.gpu_target() is None  # this machine has no CUDA: training on it is never checked

@@ -113,17 +113,32 @@ def suggestions(dims: ModelDims, config: TrainConfig, knobs: Knobs) -> list[str]
             kinds.add(kind)
     if found:
         return found
-    # Nothing alone: the on/off changes accumulated in order, then the mildest scalar change on top of them.
+    # Nothing alone: the on/off changes accumulated in order until they fit (then the mildest scalar change on top of
+    # them all), and each one dropped again that the others do without.
     scalar = ("optim.micro_batch_tokens", "rollout.gpu_memory_utilization", "--gpus")
-    combined, names = knobs, []
-    for name, _ in _candidates(config, knobs):
-        if name.startswith(scalar):
-            continue
-        combined = dict(_candidates(config, combined)).get(name, combined)
-        names.append(name)
-        if fits(dims, config, combined):
-            return [" ".join(names)]
+    switches = [name for name, _ in _candidates(config, knobs) if not name.startswith(scalar)]
+    for count in range(1, len(switches) + 1):
+        if fits(dims, config, _apply(config, knobs, switches[:count])):
+            return [" ".join(_pruned(dims, config, knobs, switches[:count]))]
+    combined = _apply(config, knobs, switches)
     for name, changed in _candidates(config, combined):
-        if fits(dims, config, changed):
-            return [" ".join(names + [name])]
+        if name.startswith(scalar) and fits(dims, config, changed):
+            return [" ".join([*_pruned(dims, config, knobs, switches, name), name])]
     return []
+
+
+def _apply(config: TrainConfig, knobs: Knobs, names: list[str]) -> Knobs:
+    """`knobs` with the named changes of `_candidates` made one after another."""
+    for name in names:
+        knobs = dict(_candidates(config, knobs)).get(name, knobs)
+    return knobs
+
+
+def _pruned(dims: ModelDims, config: TrainConfig, knobs: Knobs, names: list[str], last: str | None = None) -> list[str]:
+    """`names` without each change the others (and `last`, applied after them) fit without."""
+    kept = list(names)
+    for name in names:
+        fewer = [n for n in kept if n != name]
+        if fits(dims, config, _apply(config, knobs, fewer + ([last] if last else []))):
+            kept = fewer
+    return kept
