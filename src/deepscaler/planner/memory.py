@@ -11,7 +11,8 @@ A step has three phases, and the peak is the largest:
 - rollout: the trainer's persistent state (weights, Adam, reference, DDP buckets) beside vLLM's whole share;
 - update, a micro-batch's backward once gradients are held (every micro-batch of an optimizer step but the first):
   persistent state + gradients + compute copies of the weights + activations + the LM head's blocks, beside what vLLM
-  leaves (its share, or with sleep mode about 1 GiB);
+  leaves (its share, or with sleep mode about 1 GiB). The terms are summed, though the LM head's backward and a
+  layer's backward (its weight gradients) come one after the other: the sum errs high by the smaller of the two;
 - optimizer step: persistent state + gradients + foreach AdamW's temporary (FSDP's sharded parameters need foreach).
 The old- and reference-log-prob passes run without gradients and need less than the update.
 """
