@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("chat", "talk to a model in the terminal, tokens streamed, <think> dimmed"),
     "serve": ("serve", "an OpenAI-compatible HTTP server for a model"),
     "train": ("train", "GRPO training with iterative context lengthening"),
+    "plan": ("plan", "will a training config fit in GPU memory? predicted peak per GPU for each stage"),
     "plot": ("plot", "training curves of a run as PNG, stage boundaries marked"),
     "compare": ("compare", "per-benchmark deltas between two evaluation runs, with bootstrap intervals"),
     "data": ("data", "training data: prepare (curate problem sets into one file), convert (deepscaler <-> verl)"),

@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "logs and plots are deleted first (without this, such a directory is refused)")
     parser.add_argument("--threads", type=threads_option,
                         help="the built-in rollout engine's threads, a number or auto (same as rollout.num_threads=)")
+    parser.add_argument("--skip-memory-check", action="store_true",
+                        help="start even when `deepscaler plan` predicts a stage will not fit in GPU memory")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         _claim_run_folder(folder, args.overwrite, f"out_dir={folder} holds an earlier run: continue it with --resume "
                           f"{folder}, start afresh there with --overwrite (deletes its metrics and checkpoints), or "
                           "choose another out_dir")
+    if not args.skip_memory_check:
+        _check_memory(config)
     from deepscaler.eval.benchmarks import BenchmarkError
     from deepscaler.inference.hub import ModelNotFoundError
     from deepscaler.trainer.loop import Trainer, TrainingAborted
@@ -122,6 +126,29 @@ def _check_data_files(config) -> None:
                 resolve(name)
             except BenchmarkError as error:
                 raise UsageError(f"data.{key}.{index}: {error}") from None
+
+
+def _check_memory(config) -> None:
+    """Refuse, with the plan's table, a run on GPUs where some stage will not fit (see planner/startup.py)."""
+    import sys
+
+    from deepscaler.planner import startup
+    from deepscaler.planner.architecture import UnknownArchitecture
+
+    target = startup.gpu_target()
+    if target is None:
+        return
+    main_rank = os.environ.get("RANK", "0") == "0"
+    try:
+        refusal = startup.memory_refusal(config, *target)
+    except UnknownArchitecture as error:
+        if main_rank:
+            sys.stderr.write(f"deepscaler train: memory check skipped: {error}\n")
+        return
+    if refusal is not None:
+        if main_rank:
+            print(refusal, flush=True)
+        raise UsageError("a stage will not fit in GPU memory (plan above); --skip-memory-check starts anyway")
 
 
 def _printer():

@@ -231,61 +231,6 @@ def full_parameters(model: torch.nn.Module, dtype: torch.dtype) -> Iterator[tupl
         yield name, (value.full_tensor() if isinstance(value, DTensor) else value).to(dtype)
 
 
-def load_full_state_dict(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
-    """Load whole (unsharded) weights, given on every rank, non-strictly; returns (missing, unexpected) names.
-
-    FSDP: each rank keeps its own shard of every tensor; a tied output head missing from `weights` (as
-    Hugging Face saves it) is taken from the input embeddings."""
-    if not is_sharded(model):
-        missing, unexpected = unwrap(model).load_state_dict(weights, strict=False)
-        return list(missing), list(unexpected)
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-    weights = dict(weights)
-    names = set(model.state_dict())
-    missing = sorted(names - set(weights))
-    unexpected = sorted(set(weights) - names)
-    if getattr(getattr(model, "config", None), "tie_word_embeddings", False) and "lm_head.weight" in missing:
-        embeddings = model.get_input_embeddings().weight
-        source = next(name for name, param in model.named_parameters() if param is embeddings)
-        if source in weights:
-            weights["lm_head.weight"] = weights[source]
-            missing.remove("lm_head.weight")
-    for name in unexpected:
-        weights.pop(name)
-    if set(weights) == names:  # the collective below needs a value for every tensor of the model
-        set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True))
-    return missing, unexpected
-
-
-def optimizer_state_dict(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The optimizer's whole state. FSDP: gathered from the shards (a collective) onto rank 0, keyed by
-    parameter name; otherwise optimizer.state_dict()."""
-    if not is_sharded(model):
-        return optimizer.state_dict()
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
-    return get_optimizer_state_dict(model, optimizer,
-                                    options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-
-
-def load_optimizer_state_dict(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                              state: dict[str, Any]) -> None:
-    """Load what optimizer_state_dict saved, under either strategy (every rank passes the whole state)."""
-    by_name = any(isinstance(key, str) for key in state.get("state", {})) or any(
-        isinstance(p, str) for group in state.get("param_groups", []) for p in group.get("params", []))
-    if not is_sharded(model) and not by_name:
-        optimizer.load_state_dict(state)
-        return
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
-    if not by_name:  # saved by a plain optimizer: parameter i is the i-th of model.named_parameters()
-        names = [name for name, _ in unwrap(model).named_parameters()]
-        state = {"state": {names[i]: value for i, value in state["state"].items()},
-                 "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]]}
-    set_optimizer_state_dict(unwrap(model), optimizer, state, options=StateDictOptions(full_state_dict=True))
-
-
 def accumulation_context(model: torch.nn.Module, last: bool):
     """How gradients cross ranks while micro-batches accumulate. DDP: all-reduced on the last micro-batch of an
     optimizer step only (no_sync() before it), into whole gradients every rank holds anyway. FSDP: reduce-scattered
