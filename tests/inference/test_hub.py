@@ -119,7 +119,9 @@ def test_an_unknown_id_is_one_line_naming_both_places(offline: Path, command: li
 
 
 def test_train_with_an_unknown_id_is_one_line(offline: Path, tmp_path: Path) -> None:
-    run = cli("train", "model.path=nobody/nothing", f"out_dir={tmp_path / 'run'}")
+    problems = tmp_path / "train.jsonl"
+    problems.write_text('{"problem": "1+1?", "answer": "2"}\n')
+    run = cli("train", "model.path=nobody/nothing", f"data.train_files=[{problems}]", f"out_dir={tmp_path / 'run'}")
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and "neither a local folder nor found" in run.stderr
 
