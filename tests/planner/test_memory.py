@@ -108,7 +108,7 @@ def test_suggestions_name_each_kind_of_fix():
 
 
 def test_when_no_change_alone_fits_a_combination_is_suggested():
-    changes = ["model.gradient_checkpointing=false", "rollout.enable_sleep_mode=false"]
+    changes = ["model.gradient_checkpointing=false", "rollout.enable_sleep_mode=false", "distributed.strategy=ddp"]
     config = load_config(TrainConfig, RECIPE, changes)
     knobs = knobs_from_config(config, gpus=8, gpu_memory_gb=40)
     # Each alone is not enough; both together are, and nothing more is asked for.

@@ -57,7 +57,10 @@ def test_train_refuses_with_the_table_when_a_stage_will_not_fit(monkeypatch, tmp
     # A fake GPU target (this machine has no GPU): one 16 GiB GPU.
     monkeypatch.setattr(startup, "gpu_target", lambda: (1, 16 * GIB))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    args = ["train", "--config", RECIPE, "--out", str(tmp_path / "run")]
+    problems = tmp_path / "train.jsonl"
+    problems.write_text('{"problem": "1+1?", "answer": "2"}\n')
+    args = ["train", "--config", RECIPE, "--out", str(tmp_path / "run"), "distributed.strategy=ddp",
+            f"data.train_files=[{problems}]"]
     assert main(args) == 2
     out, err = capsys.readouterr()
     assert "fits" in out and "NO" in out and "--gpus 8 distributed.strategy=fsdp" in out
@@ -73,5 +76,6 @@ def test_train_check_passes_the_recipe_on_eight_80gb_gpus_and_is_off_without_cud
 
     config = load_config(TrainConfig, RECIPE)
     assert startup.memory_refusal(config, 8, 80 * GIB) is None
-    assert "NO" in startup.memory_refusal(config, 8, 24 * GIB)
+    replicated = load_config(TrainConfig, RECIPE, ["distributed.strategy=ddp"])
+    assert "NO" in startup.memory_refusal(replicated, 8, 24 * GIB)
     assert startup.gpu_target() is None  # this machine has no CUDA: training on it is never checked

@@ -67,8 +67,11 @@ def test_fsdp_bfloat16_run_matches_float32_and_resets_the_sharded_reference(tiny
     policy = load_file(str(folder / "model" / "model.safetensors"))
     saved = _reference_weights(folder / "reference", tmp_path / "reference.pt")
     assert {tensor.dtype for tensor in saved.values()} == {torch.bfloat16}
-    assert set(saved) <= set(policy) and "model.embed_tokens.weight" in saved
+    # The sharded reference names a tied head too; the Hugging Face export writes it once, as the embeddings.
+    assert set(saved) - {"lm_head.weight"} <= set(policy) and "model.embed_tokens.weight" in saved
     for name, tensor in saved.items():
+        if name not in policy:
+            continue
         assert torch.equal(tensor, policy[name].to(torch.bfloat16)), name
 
 

@@ -32,11 +32,14 @@ class SamplingParams:
 class LLM:
     def __init__(self, model: str, dtype: str = "auto", **kwargs) -> None:
         _log("init", kwargs=kwargs)
-        tied = json.loads((Path(model) / "config.json").read_text()).get("tie_word_embeddings", False)
+        hf_config = json.loads((Path(model) / "config.json").read_text())
+        tied = hf_config.get("tie_word_embeddings", False)
         # "auto" as a GPU build serving a bfloat16 checkpoint (DeepScaleR's): the trainer's float32 weights must
         # arrive cast.
         config = SimpleNamespace(dtype=torch.bfloat16 if dtype == "auto" else getattr(torch, dtype),
-                                 hf_text_config=SimpleNamespace(tie_word_embeddings=tied))
+                                 hf_text_config=SimpleNamespace(tie_word_embeddings=tied),
+                                 max_model_len=kwargs.get("max_model_len") or hf_config["max_position_embeddings"],
+                                 get_vocab_size=lambda: hf_config["vocab_size"])
         self.llm_engine = SimpleNamespace(model_config=config, engine_core=SimpleNamespace(shutdown=_shutdown))
 
     def generate(self, prompts: list[dict], params: list[SamplingParams], use_tqdm: bool = False) -> list:
