@@ -181,7 +181,6 @@ class TrainConfig:
     # Weights & Biases project to log every step's metrics to (None: off); needs `pip install 'deepscaler[wandb]'`.
     # WANDB_MODE=offline keeps the run on disk (in the run directory) for a later `wandb sync`.
     wandb_project: str | None = None
-    recipe: str | None = None  # "tiny": build the model and data on the spot (the embedded default)
     # Warn (one line, once per streak, also as metrics.jsonl's "warning") when this many consecutive steps have every
     # group solve-none: no response earns a reward, so only the KL and entropy terms move the policy.
     solve_none_warn_steps: int = 5
