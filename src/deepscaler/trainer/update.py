@@ -118,9 +118,9 @@ def _micro_step(
     if algo.mask_truncated:
         mask = mask_truncated(mask, torch.tensor([s.truncated for s in chunk], device=device))
     old_logp = logp.detach() if on_policy else batch["old_logp"]
-    is_weights = None
+    is_weights, is_metrics = None, {}
     if algo.is_correction:
-        is_weights, _ = truncated_is_weights(old_logp, batch["rollout_logp"], mask, cap=algo.is_cap)
+        is_weights, is_metrics = truncated_is_weights(old_logp, batch["rollout_logp"], mask, cap=algo.is_cap)
     loss, metrics = grpo_loss(
         logp, old_logp, batch["advantages"], mask, clip_low=algo.clip_low, clip_high=algo.clip_high,
         dual_clip=algo.dual_clip, ref_logp=batch["ref_logp"] if algo.kl_coef else None, kl_coef=algo.kl_coef,
@@ -128,6 +128,7 @@ def _micro_step(
         is_weights=is_weights, agg=algo.loss_agg, global_tokens=max(norms["global_tokens"], 1),
         global_seqs=max(norms["global_seqs"], 1), max_response_length=max_response_tokens,
     )
+    metrics.update(is_metrics)  # tis/weight_mean, tis/capped_frac, tis/mismatch_kl: token means, like the rest
     (loss * scale).backward()
     if on_policy:  # the engine-vs-trainer gap, measured here since no separate old-log-prob pass ran
         metrics["logprob_gap_sum"] = float(((batch["rollout_logp"] - old_logp).abs() * batch["mask"]).sum())
