@@ -1,6 +1,7 @@
 """Typed configuration: trees of documented dataclasses, loaded from YAML, overridden with `key=value`.
 
-    config = load_config(TrainConfig, "configs/tiny.yaml", ["rollout.temperature=0.8", "stages.1.steps=20"])
+    config = load_config(TrainConfig, "configs/deepscaler-1.5b.yaml", ["rollout.temperature=0.8",
+                                                                       "stages.1.max_steps=20"])
 
 Unknown keys and values of the wrong type fail at load time with the full key path in the message.
 """

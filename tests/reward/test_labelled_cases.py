@@ -21,8 +21,6 @@ import pytest
 
 DATA = Path(__file__).parent / "data" / "labelled_cases.jsonl"
 FIELDS = {"id", "category", "response", "gold", "expected", "why"}
-MIN_ACCURACY = 0.97
-MAX_FALSE_POSITIVES = 3
 ADVERSARIAL_SECONDS = 2.0
 # files the code payloads in the adversarial cases would create if anything executed them
 PAYLOAD_FILES = [Path("/tmp/pwned")]
@@ -98,7 +96,8 @@ def test_labelled_accuracy(bulk_scores) -> None:
         f"accuracy {accuracy:.4f} ({len(CASES) - len(wrong)}/{len(CASES)}), "
         f"{len(false_positives)} false positives, {seconds:.1f}s, stats={stats}\n" + "\n".join(lines)
     )
-    assert accuracy >= MIN_ACCURACY and len(false_positives) <= MAX_FALSE_POSITIVES, report
+    # What README claims: every case right (accuracy 1.000, so 0 false positives); one regression fails here.
+    assert not wrong, report
 
 
 def test_adversarial_cases_score_zero_in_bulk(bulk_scores) -> None:

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from deepscaler.algorithms import AGG_MODES
 from deepscaler.config import ConfigError, load_config
 from deepscaler.trainer.config import TrainConfig
 from deepscaler.trainer.rollout import engine_options
@@ -66,3 +67,12 @@ def test_builtin_engine_threads_come_from_the_config():
     for value, expected in (("1", 1), ("auto", "auto")):
         config = load_config(TrainConfig, None, [f"rollout.num_threads={value}"])
         assert engine_options(config, world_size=1)["num_threads"] == expected
+
+
+def test_loss_agg_accepts_every_aggregation_the_loss_has():
+    # The config's choices are the loss's own names (one Literal), so a mode the loss gains is configurable at once.
+    for mode in AGG_MODES:
+        assert load_config(TrainConfig, None, [f"algorithm.loss_agg={mode}"]).algorithm.loss_agg == mode
+    assert "seq-mean-token-sum" in AGG_MODES
+    with pytest.raises(ConfigError, match="algorithm.loss_agg: 'sum' is not one of"):
+        load_config(TrainConfig, None, ["algorithm.loss_agg=sum"])

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 
+# The one spelling of these names: the trainer's config takes its choices from these Literals.
 AggMode = Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
 KLKind = Literal["k1", "k2", "k3", "low_var_kl"]
-AGG_MODES: tuple[str, ...] = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+AGG_MODES: tuple[str, ...] = get_args(AggMode)
 
 # Beyond |log ratio| = 20 every clip has long since bitten; capping keeps exp() finite in float32.
 MAX_LOG_RATIO = 20.0

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         raise UsageError(str(error)) from None
     if not config.model.path:
-        raise UsageError("model.path is not set (give --config, model.path=FOLDER_OR_HUB_ID, or recipe=tiny)")
+        raise UsageError("model.path is not set: give it in --config or as model.path=FOLDER_OR_HUB_ID")
     _check_data_files(config)
     if not args.resume:
         folder = Path(config.out_dir)

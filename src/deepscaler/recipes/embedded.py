@@ -54,7 +54,7 @@ def default_train_config(out_dir: Path) -> TrainConfig:
         validation=ValidationConfig(every_steps=0, at_stage_end=False, samples_per_problem=2, max_problems=48,
                                     temperature=0.6, top_p=1.0),
         checkpoint=CheckpointConfig(every_steps=10, keep_last=1),
-        out_dir=str(out_dir / "rl"), tensorboard=False, recipe="tiny",
+        out_dir=str(out_dir / "rl"), tensorboard=False,
     )
 
 

@@ -68,7 +68,7 @@ def is_equivalent(given: str, gold: Gold, timeout: float = DEFAULT_TIMEOUT) -> b
             return decided
         if _IN_WORKER:
             return any(answers_equal(given, answer, symbolic=True) for answer in golds)
-        reply = shared_workers.run({"kind": "equal", "given": given, "golds": golds}, timeout)
+        reply = shared_workers.run({"given": given, "golds": golds}, timeout)
         return bool(reply and reply.get("value"))
     except Exception:  # the verifier's contract: any input gives an answer, never an exception
         return False
@@ -88,11 +88,10 @@ def math_reward(
 
 
 def grade_in_process(request: dict[str, Any]) -> float:
-    """Serve one request from a parent process (see worker.py); SymPy allowed."""
+    """Serve one request from a parent process (see worker.py), SymPy allowed: 1.0 when the extracted answer
+    `given` equals one of `golds`, else 0.0."""
     golds = request["golds"]
     given = request.get("given")
-    if request["kind"] == "reward":
-        given = extract_answer(request["response"], think=request.get("think", "optional"))
     if not isinstance(given, str):
         return 0.0
     try:

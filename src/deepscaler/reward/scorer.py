@@ -136,7 +136,7 @@ class RewardScorer:
                     worker = self._replace(worker)
                 job.started, job.attempts = time.monotonic(), job.attempts + 1
                 try:
-                    worker.send({"kind": "equal", "given": job.answer, "golds": job.golds})
+                    worker.send({"given": job.answer, "golds": job.golds})
                     busy[worker.fileno()] = (worker, job)
                 except WorkerDied:
                     idle.append(self._replace(worker))

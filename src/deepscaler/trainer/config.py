@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Literal
 
+from deepscaler.algorithms import AdvNorm, AggMode, KLKind
 from deepscaler.config import ConfigError
 
 DEFAULT_PROMPT = "{problem} Let's think step by step and output the final answer within \\boxed{{}}."
@@ -80,16 +81,16 @@ class RolloutConfig:
 
 @dataclass
 class AlgorithmConfig:
-    adv_norm: Literal["std", "none", "batch_std"] = "std"  # none = Dr. GRPO (mean-centred only)
+    adv_norm: AdvNorm = "std"  # none = Dr. GRPO (mean-centred only)
     adv_eps: float = 1e-6  # verl and DeepScaleR 1e-6, TRL 1e-4
     clip_low: float = 0.2
     clip_high: float = 0.2  # 0.28 = DAPO's clip-higher
     dual_clip: float | None = None  # cap (> 1) on the loss of negative-advantage tokens
     kl_coef: float = 0.001  # 0 disables the reference model entirely
-    kl_kind: Literal["k1", "k2", "k3", "low_var_kl"] = "low_var_kl"
+    kl_kind: KLKind = "low_var_kl"
     kl_clamp: float | None = None
     entropy_coef: float = 0.001
-    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "token-mean"
+    loss_agg: AggMode = "token-mean"  # how per-token losses become one (algorithms/losses.py aggregate)
     dynamic_sampling: bool = False  # DAPO: drop all-equal groups and draw more prompts to refill
     max_sampling_rounds: int = 3  # dynamic sampling gives up refilling after this many rounds
     mask_truncated: bool = False  # responses cut at the budget contribute no loss
@@ -106,7 +107,9 @@ class OptimConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     grad_clip: float = 1.0
-    warmup_steps: int = 0  # linear warm-up, then constant
+    # Linear warm-up over this many optimizer steps (counted from the optimizer's creation, so a stage with
+    # reset_optimizer warms up again), then constant.
+    warmup_steps: int = 0
     mini_batches: int = 2  # optimizer steps per training step (DeepScaleR: 2)
     epochs: int = 1  # passes over each step's rollouts
     # Real (prompt + response) tokens per micro-batch, packed into one row without padding and balanced across
@@ -178,7 +181,6 @@ class TrainConfig:
     # Weights & Biases project to log every step's metrics to (None: off); needs `pip install 'deepscaler[wandb]'`.
     # WANDB_MODE=offline keeps the run on disk (in the run directory) for a later `wandb sync`.
     wandb_project: str | None = None
-    recipe: str | None = None  # "tiny": build the model and data on the spot (the embedded default)
     # Warn (one line, once per streak, also as metrics.jsonl's "warning") when this many consecutive steps have every
     # group solve-none: no response earns a reward, so only the KL and entropy terms move the policy.
     solve_none_warn_steps: int = 5

@@ -73,7 +73,7 @@ class Trainer:
                     if dist.is_main() else None)
         self.state: dict[str, Any] = {"step": 0, "stage": 0, "steps_in_stage": 0, "truncation": [],
                                       "validation": [], "bad_streak": 0, "stage_starts": [0],
-                                      "solve_none_streak": 0}
+                                      "solve_none_streak": 0, "optimizer_steps": 0}
         if dist.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
             config_io.save_config(config, self.run_dir / "config.yaml")
@@ -209,8 +209,11 @@ class Trainer:
 
         # 6. Policy update; 7. push the new weights to the rollout engine.
         mark = time.perf_counter()
+        # The learning rate is a function of the optimizer steps so far (trainer_state.json keeps the count).
         update = update_policy(self.policy, self.optimizer, samples, num_groups, config,
-                               stage.max_response_tokens, self.pad_id, temperature, seed=config.seed * 7919 + step)
+                               stage.max_response_tokens, self.pad_id, temperature, seed=config.seed * 7919 + step,
+                               optimizer_step=self.state.get("optimizer_steps", 0))
+        self.state["optimizer_steps"] = self.state.get("optimizer_steps", 0) + int(update.pop("optimizer_steps"))
         times["update"] = time.perf_counter() - mark
         mark = time.perf_counter()
         self._sync_weights()
@@ -367,6 +370,7 @@ class Trainer:
             dist.copy_weights(self.policy, self.reference)
         if stage.reset_optimizer:
             self.optimizer = self._new_optimizer()
+            self.state["optimizer_steps"] = 0  # fresh moments: warm up again
 
     def checkpoint(self) -> Path:
         """Write a checkpoint of the run so far (a collective: every rank writes its shards)."""

@@ -4,7 +4,7 @@ response log-probs (packed rows, padded rows, shared prompts), and collating int
 from __future__ import annotations
 
 from collections.abc import Sequence as Seq
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -28,7 +28,6 @@ class Sample:
     rollout_logp: torch.Tensor | None = None  # from the inference engine
     old_logp: torch.Tensor | None = None  # from the trainer's weights before this step's updates
     ref_logp: torch.Tensor | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def length(self) -> int:

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 import torch
 from torch.distributed.tensor import DTensor
 
-from deepscaler.algorithms import grpo_loss, truncated_is_weights
+from deepscaler.algorithms import grpo_loss, lengths_to_mask, loss_normalizers, mask_truncated, truncated_is_weights
 from deepscaler.trainer import distributed as dist
-from deepscaler.trainer.config import TrainConfig
+from deepscaler.trainer.config import OptimConfig, TrainConfig
 from deepscaler.trainer.sequences import Sample, collate_responses, plan_micro_batches, response_logprobs
 
 
@@ -28,13 +28,25 @@ def minibatch_groups(num_groups: int, mini_batches: int, seed: int) -> list[list
     return [sorted(order[i : i + size]) for i in range(0, num_groups, size)]
 
 
+def learning_rate(optim: OptimConfig, optimizer_step: int) -> float:
+    """The learning rate of optimizer step `optimizer_step` (0-based, counted since the optimizer was made): a linear
+    warm-up over optim.warmup_steps steps (the first at lr / warmup_steps), then constant at optim.lr."""
+    if optimizer_step < optim.warmup_steps:
+        return optim.lr * (optimizer_step + 1) / optim.warmup_steps
+    return optim.lr
+
+
 def update_policy(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer, samples: Sequence[Sample], num_groups: int,
     config: TrainConfig, max_response_tokens: int, pad_id: int, temperature: float, seed: int,
+    optimizer_step: int = 0,
 ) -> dict[str, float]:
-    """Run optim.epochs × optim.mini_batches optimizer steps on this rank's samples; returns mean metrics.
+    """Run optim.epochs × optim.mini_batches optimizer steps on this rank's samples; returns mean metrics, with
+    `optimizer_steps` (how many were taken or skipped) and `lr` (the last one's learning rate) as they are.
 
-    A non-finite loss or gradient norm skips that optimizer step (counted in `bad_steps`)."""
+    `optimizer_step` is how many optimizer steps came before (the learning-rate schedule is a function of it alone,
+    so a resumed run needs nothing but that count). A non-finite loss or gradient norm skips that optimizer step
+    (counted in `bad_steps`)."""
     by_group: dict[int, list[Sample]] = defaultdict(list)
     for sample in samples:
         by_group[sample.group].append(sample)
@@ -43,11 +55,15 @@ def update_policy(
     for epoch in range(config.optim.epochs):
         for groups in minibatch_groups(num_groups, config.optim.mini_batches, seed * 1000 + epoch):
             chunk = [s for g in groups for s in by_group.get(g, [])]
+            lr = learning_rate(config.optim, optimizer_step + steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             metrics = _optimizer_step(model, optimizer, chunk, config, max_response_tokens, pad_id, temperature)
             for key, value in metrics.items():
                 totals[key] += value
             steps += 1
-    return {key: value / steps if key != "bad_steps" else value for key, value in totals.items()}
+    means = {key: value / steps if key != "bad_steps" else value for key, value in totals.items()}
+    return {**means, "optimizer_steps": float(steps), "lr": lr}
 
 
 def _optimizer_step(
@@ -55,9 +71,7 @@ def _optimizer_step(
     max_response_tokens: int, pad_id: int, temperature: float,
 ) -> dict[str, float]:
     algo = config.algorithm
-    masks = [_response_mask(s, algo.mask_truncated) for s in samples]
-    local = {"global_tokens": sum(int(m.sum()) for m in masks), "global_seqs": sum(int(m.any()) for m in masks)}
-    norms = dist.all_reduce_sum(local)  # the whole mini-batch, across ranks
+    norms = dist.all_reduce_sum(loss_normalizers(_loss_mask(samples, algo.mask_truncated)))  # across ranks
     # DDP and FSDP average gradients over ranks; the loss is normalised by global counts, so undo the average.
     scale = float(dist.world_size())
     optimizer.zero_grad(set_to_none=True)
@@ -102,11 +116,11 @@ def _micro_step(
     batch = {key: value.to(device) for key, value in collate_responses(chunk, pad_id).items()}
     mask = batch["mask"]
     if algo.mask_truncated:
-        mask = mask * torch.tensor([0.0 if s.truncated else 1.0 for s in chunk], device=device).unsqueeze(1)
+        mask = mask_truncated(mask, torch.tensor([s.truncated for s in chunk], device=device))
     old_logp = logp.detach() if on_policy else batch["old_logp"]
-    is_weights = None
+    is_weights, is_metrics = None, {}
     if algo.is_correction:
-        is_weights, _ = truncated_is_weights(old_logp, batch["rollout_logp"], mask, cap=algo.is_cap)
+        is_weights, is_metrics = truncated_is_weights(old_logp, batch["rollout_logp"], mask, cap=algo.is_cap)
     loss, metrics = grpo_loss(
         logp, old_logp, batch["advantages"], mask, clip_low=algo.clip_low, clip_high=algo.clip_high,
         dual_clip=algo.dual_clip, ref_logp=batch["ref_logp"] if algo.kl_coef else None, kl_coef=algo.kl_coef,
@@ -114,6 +128,7 @@ def _micro_step(
         is_weights=is_weights, agg=algo.loss_agg, global_tokens=max(norms["global_tokens"], 1),
         global_seqs=max(norms["global_seqs"], 1), max_response_length=max_response_tokens,
     )
+    metrics.update(is_metrics)  # tis/weight_mean, tis/capped_frac, tis/mismatch_kl: token means, like the rest
     (loss * scale).backward()
     if on_policy:  # the engine-vs-trainer gap, measured here since no separate old-log-prob pass ran
         metrics["logprob_gap_sum"] = float(((batch["rollout_logp"] - old_logp).abs() * batch["mask"]).sum())
@@ -135,6 +150,10 @@ def _zero_backward(model: torch.nn.Module, pad_id: int) -> None:
     (model(input_ids=ids, use_cache=False).logits.sum() * 0.0).backward()
 
 
-def _response_mask(sample: Sample, mask_truncated: bool) -> torch.Tensor:
-    keep = 0.0 if (mask_truncated and sample.truncated) else 1.0
-    return torch.full((len(sample.response),), keep)
+def _loss_mask(samples: Sequence[Sample], drop_truncated: bool) -> torch.Tensor:
+    """The (B, T) mask of the tokens that count in the loss, as _micro_step builds it, for the whole mini-batch."""
+    lengths = torch.tensor([len(s.response) for s in samples], dtype=torch.long)
+    mask = lengths_to_mask(lengths, max((len(s.response) for s in samples), default=1))
+    if drop_truncated:
+        mask = mask_truncated(mask, torch.tensor([s.truncated for s in samples], dtype=torch.bool))
+    return mask
