@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from deepscaler.inference import make_tiny_model
 
 DEEPSCALER = str(Path(sys.executable).parent / "deepscaler")
@@ -21,6 +23,7 @@ def eval_cli(model: Path, out: Path, engine: str, env: dict[str, str] | None = N
         capture_output=True, text=True, timeout=180, env={**os.environ, **(env or {})})
 
 
+@pytest.mark.slow
 def test_auto_is_recorded_as_the_engine_it_picked_and_resume_names_an_engine_change(tmp_path: Path) -> None:
     model = make_tiny_model(tmp_path / "tiny", preset="tiny", seed=0)
     # A machine without vLLM: a package named vllm that fails to import stands first on the path.

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
+@pytest.mark.slow
 def test_the_readme_snippet_generates_and_chats(tiny_model_dir: Path) -> None:
     section = README.read_text(encoding="utf-8").split("## Inference", 1)[1]
     snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
