@@ -50,7 +50,7 @@ def _run_folder(folder: Path, samples: bytes, **changes) -> None:
     folder.mkdir()
     settings = EvalSettings(benchmarks=["aime2024"], n=2, limit=1, data_dir=str(DATA_DIR),
                             prompt_template=DEFAULT_PROMPT)
-    config = {"model": {"name": "tiny", "path": str(folder.parent / "missing" / "tiny"), "engine": "auto"},
+    config = {"model": {"name": "tiny", "path": str(folder.parent / "missing" / "tiny"), "engine": "builtin"},
               "settings": {**asdict(settings), **changes}, "benchmark_files": benchmark_files(settings)}
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "samples.jsonl").write_bytes(samples)
@@ -59,7 +59,7 @@ def _run_folder(folder: Path, samples: bytes, **changes) -> None:
 def _eval(tmp_path: Path, out: Path, *extra: str) -> int:
     # The model folder does not exist: a refusal that names the run folder proves it came before loading.
     return main(["eval", "--model", str(tmp_path / "missing" / "tiny"), "--benchmarks", "aime2024", "--limit", "1",
-                 "--n", "2", "--data-dir", str(DATA_DIR), "--out", str(out), *extra])
+                 "--n", "2", "--engine", "builtin", "--data-dir", str(DATA_DIR), "--out", str(out), *extra])
 
 
 @pytest.mark.skipif(not DATA_DIR.is_dir(), reason="shared benchmarks not found beside the repository")

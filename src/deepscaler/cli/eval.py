@@ -102,11 +102,13 @@ def _generate_and_grade(args: argparse.Namespace, settings) -> Path:
     from deepscaler.eval.generate import benchmark_files, check_resumable, run_eval
     from deepscaler.eval.results import read_records
     from deepscaler.inference import LLM
+    from deepscaler.inference.llm import resolve_engine
 
     # Before paying for loading the model: bad benchmark names, and a folder holding another run's samples.
     early = {"settings": asdict(settings), "benchmark_files": benchmark_files(settings), "model": {}}
     if args.model:
-        early["model"] = {"name": Path(args.model).name, "path": str(args.model), "engine": args.engine}
+        # The engine "auto" picks, so that a run resumes only with the engine that made its samples.
+        early["model"] = {"name": Path(args.model).name, "path": str(args.model), "engine": resolve_engine(args.engine)}
     out = args.out or (Path("runs") / f"eval-{early['model']['name']}" if args.model else None)
     if out is not None:
         check_resumable(out, early, model_known=False)
@@ -120,7 +122,7 @@ def _generate_and_grade(args: argparse.Namespace, settings) -> Path:
         else:
             llm = LLM(model=args.model, revision=args.revision, engine=args.engine, seed=args.seed,
                       num_threads=args.threads)
-            model = _model_record(args, llm.model_path)
+            model = _model_record(args, llm.model_path, llm.engine.name)
     except (FileNotFoundError, RuntimeError, ValueError, OSError) as error:
         raise UsageError(str(error)) from None
     out = args.out or Path("runs") / f"eval-{model['name']}"
@@ -132,11 +134,12 @@ def _generate_and_grade(args: argparse.Namespace, settings) -> Path:
     return out
 
 
-def _model_record(args: argparse.Namespace, folder: Path) -> dict:
-    """The model as given, and what it resolved to: a hub id's revision and commit, and the folder loaded."""
+def _model_record(args: argparse.Namespace, folder: Path, engine: str) -> dict:
+    """The model as given, and what it resolved to: a hub id's revision and commit, the folder loaded and the
+    engine that runs it ("builtin" or "vllm", never "auto")."""
     from deepscaler.inference.hub import hub_commit
 
-    record = {"name": Path(args.model).name, "path": str(args.model), "engine": args.engine, "folder": str(folder)}
+    record = {"name": Path(args.model).name, "path": str(args.model), "engine": engine, "folder": str(folder)}
     commit = hub_commit(folder)
     if commit is not None:  # only then: a local folder's record stays as it was, so earlier runs still resume
         record.update(revision=args.revision, commit=commit)

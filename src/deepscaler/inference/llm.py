@@ -35,6 +35,14 @@ def _vllm_importable() -> bool:
     return True
 
 
+def resolve_engine(kind: str) -> str:
+    """The engine "auto" stands for here ("vllm" when vLLM imports, else "builtin"); other names as given.
+    Runs record this, not "auto": the same "auto" picks different engines on different machines."""
+    if kind == "auto":
+        return "vllm" if _vllm_importable() else "builtin"
+    return kind
+
+
 def create_engine(
     kind: str | Engine, model: str, tokenizer: Any = None, tokenizer_path: str | None = None, **kwargs: Any
 ) -> Engine:
@@ -46,8 +54,7 @@ def create_engine(
     """
     if not isinstance(kind, str):
         return kind
-    if kind == "auto":
-        kind = "vllm" if _vllm_importable() else "builtin"
+    kind = resolve_engine(kind)
     if kind == "builtin":
         from deepscaler.inference.engines.builtin import BuiltinEngine
 

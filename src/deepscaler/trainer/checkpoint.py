@@ -4,7 +4,9 @@ A checkpoint folder `checkpoints/step_NNNNNN/` holds:
 
 - `policy/`, `optimizer/`, `reference/`: torch.distributed.checkpoint (DCP) folders. Every rank writes its own
   shards (FSDP) or, for tensors every rank holds whole (DDP, one process), one rank writes each; no rank
-  gathers the optimizer. DCP reshards on load, so a checkpoint resumes on any number of ranks.
+  gathers the optimizer. DCP reshards on load, so a checkpoint resumes on any number of ranks. `reference/`
+  only when the caller gives one (the trainer does once a stage has reset its reference: before that it
+  equals the starting model, rebuilt from model.path on resume).
 - `model/`: the policy in Hugging Face format, for transformers, vLLM and deepscaler's LLM (not read on resume).
 - `rng.pt` (rank 0's CPU and Python generators, every rank's CUDA generator) and `trainer_state.json`.
 - `manifest.json`, written last: every other file's size and SHA-256 (trainer/manifest.py).

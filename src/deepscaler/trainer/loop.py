@@ -23,7 +23,7 @@ from deepscaler.eval.runner import EvalSettings
 from deepscaler.inference.hub import resolve_model
 from deepscaler.reward import RewardScorer
 from deepscaler.trainer import distributed as dist
-from deepscaler.trainer.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from deepscaler.trainer.checkpoint import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
 from deepscaler.trainer.config import StageConfig, TrainConfig
 from deepscaler.trainer.data import PromptSampler, render_prompts
 from deepscaler.trainer.metrics import MetricsLog
@@ -73,7 +73,7 @@ class Trainer:
                     if dist.is_main() else None)
         self.state: dict[str, Any] = {"step": 0, "stage": 0, "steps_in_stage": 0, "truncation": [],
                                       "validation": [], "bad_streak": 0, "stage_starts": [0],
-                                      "solve_none_streak": 0, "optimizer_steps": 0}
+                                      "solve_none_streak": 0, "optimizer_steps": 0, "reference_changed": False}
         if dist.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
             config_io.save_config(config, self.run_dir / "config.yaml")
@@ -135,6 +135,11 @@ class Trainer:
 
     def _resume(self, folder: Path) -> None:
         self.state = load_checkpoint(folder, self.policy, self.optimizer, self.reference)
+        # Checkpoints written before this key always carried the reference: keep carrying it when one did.
+        self.state.setdefault("reference_changed", (folder / "reference").is_dir())
+        if self.state["reference_changed"] and self.reference is not None and not (folder / "reference").is_dir():
+            raise CheckpointError(f"{folder}: the run had reset its reference model, but the checkpoint holds no "
+                                  "reference/ to restore it from")
         self.sampler.load_state(self.state["sampler"])
         self._sync_weights()
         if self.log is not None:
@@ -368,14 +373,18 @@ class Trainer:
         stage = config.stages[self.state["stage"]]
         if stage.reset_reference and self.reference is not None:
             dist.copy_weights(self.policy, self.reference)
+            self.state["reference_changed"] = True
         if stage.reset_optimizer:
             self.optimizer = self._new_optimizer()
             self.state["optimizer_steps"] = 0  # fresh moments: warm up again
 
     def checkpoint(self) -> Path:
-        """Write a checkpoint of the run so far (a collective: every rank writes its shards)."""
+        """Write a checkpoint of the run so far (a collective: every rank writes its shards). The reference goes in
+        only once a stage has reset it: until then it is the starting model, which resume loads from model.path
+        anyway (a model-sized saving in every checkpoint)."""
+        reference = self.reference if self.state["reference_changed"] else None
         return save_checkpoint(self.run_dir, self.state["step"], self.policy, self.tokenizer, self.optimizer,
-                               self.state, self.reference, self.config.checkpoint.keep_last)
+                               self.state, reference, self.config.checkpoint.keep_last)
 
     def close(self) -> None:
         self.scorer.close()
