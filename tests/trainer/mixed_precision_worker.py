@@ -54,7 +54,9 @@ def check_accumulation(model_dir: str) -> None:
     combined = sharded_grads(model)
     assert max(float(g.abs().max()) for g in combined.values()) > 1e-3
     for name in combined:
-        torch.testing.assert_close(accumulated[name], combined[name], rtol=1e-5, atol=1e-6, msg=name)
+        # Packed rows of different lengths sum in another order: float32 rounding, ~2e-6 on gradients of ~1e-3.
+        torch.testing.assert_close(accumulated[name], combined[name], rtol=1e-5, atol=1e-5,
+                                   msg=lambda text, name=name: f"{name}: {text}")
 
 
 def check_mixed_precision(model_dir: str) -> None:
@@ -110,7 +112,9 @@ def check_reference(model_dir: str, offload: bool) -> None:
     fill_logprobs(reference, batch, "ref_logp", 1.0, 40, PAD, "bfloat16", lockstep=True, lean=False)
     fill_logprobs(unsharded, batch, "old_logp", 1.0, 40, PAD, "bfloat16", lean=False)
     for sample in batch:
-        torch.testing.assert_close(sample.ref_logp, sample.old_logp, rtol=0, atol=1e-6)
+        # The lockstep pass packs its micro-batches differently (spread over the busiest rank's count), and bfloat16
+        # matmuls of other shapes round differently: a few thousandths of a nat, far below a wrong weight's effect.
+        torch.testing.assert_close(sample.ref_logp, sample.old_logp, rtol=0, atol=1e-2)
 
     policy = dist.wrap(start.train(), "fsdp", mixed_precision=True)
     with torch.no_grad():
