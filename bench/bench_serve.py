@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx
 
+from deepscaler.inference.remote import wait_until_serving
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -80,12 +82,7 @@ def main() -> None:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             base = f"http://127.0.0.1:{port}"
-            for _ in range(600):
-                try:
-                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
+            wait_until_serving(base, server, timeout=120)
             url = f"{base}/v1/chat/completions"
             baseline = asyncio.run(load(url, 1, min(15.0, args.seconds), args.max_tokens))
             loaded = asyncio.run(load(url, args.clients, args.seconds, args.max_tokens))

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import httpx
 
+from deepscaler.inference.remote import wait_until_serving
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -111,15 +113,7 @@ def run_engine(engine: str, folder: Path, args: argparse.Namespace) -> dict:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-            if server.poll() is not None:
-                raise RuntimeError(f"the {engine} server exited during start-up")
+        wait_until_serving(base, server, timeout=300)
         url = f"{base}/v1/chat/completions"
         warm = {"model": "tiny", "messages": [{"role": "user", "content": "warm up"}], "max_tokens": 4}
         httpx.post(url, json=warm, timeout=300).raise_for_status()

@@ -2,15 +2,14 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
 from deepscaler.inference import make_tiny_model
+from deepscaler.inference.remote import RemoteError, wait_until_serving
 
 
 def free_port() -> int:
@@ -29,15 +28,10 @@ def running_server(folder: Path, engine: str = "builtin", *extra: str) -> Iterat
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ),
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-        if process.poll() is not None:
-            raise RuntimeError(process.stdout.read())
+    try:
+        wait_until_serving(base, process, timeout=180)
+    except RemoteError as error:
+        raise RuntimeError(f"{error}\n{process.stdout.read() if process.poll() is not None else ''}") from None
     try:
         yield {"base_url": f"{base}/v1", "health": f"{base}/health", "folder": folder, "api_key": "secret",
                "port": port, "process": process, "engine": engine}

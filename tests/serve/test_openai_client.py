@@ -86,3 +86,21 @@ def test_concurrent_requests_all_answered(client):
         answers = list(pool.map(ask, range(32)))
     assert len(answers) == 32
     assert answers[3] == ask(3)  # batching does not change a seeded answer
+
+
+def test_waiting_for_a_server_that_exits_or_never_answers_fails_in_one_line():
+    import socket
+    import subprocess
+    import sys
+
+    from deepscaler.inference.remote import RemoteError, wait_until_serving
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        root = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    exited = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    exited.wait()
+    with pytest.raises(RemoteError, match=r"exited \(code 3\) before it answered"):
+        wait_until_serving(root, exited, timeout=30)
+    with pytest.raises(RemoteError, match="did not answer 200 within 1 s"):
+        wait_until_serving(root, timeout=1)

@@ -18,6 +18,25 @@ class RemoteError(RuntimeError):
     """The server refused a request, or kept failing after all retries."""
 
 
+def wait_until_serving(root_url: str, server: Any = None, timeout: float = 300.0) -> None:
+    """Block until the server at `root_url` (http://host:port) answers GET /health with 200: a server started a
+    moment ago loads its model first. RemoteError when `server` (a subprocess.Popen) exits first or `timeout`
+    seconds pass."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{root_url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if server is not None and server.poll() is not None:
+            raise RemoteError(f"the server exited (code {server.returncode}) before it answered {root_url}/health")
+        time.sleep(0.2)
+    raise RemoteError(f"{root_url}/health did not answer 200 within {timeout:.0f} s")
+
+
 class RemoteLLM:
     """Generate through an OpenAI-compatible server at `base_url` (e.g. http://127.0.0.1:8000/v1).
 
