@@ -15,7 +15,7 @@ from pathlib import Path
 
 from deepscaler.eval import report
 from deepscaler.eval.results import EvalError, SampleRecord, score_records, summarize, write_records
-from deepscaler.files import sha256_file, write_json_atomic
+from deepscaler.files import sha256_file, write_json_atomic, write_text_atomic
 from deepscaler.reward import RewardScorer
 
 DEFAULT_PROMPT = "{problem} Let's think step by step and output the final answer within \\boxed{{}}."
@@ -56,7 +56,7 @@ def finish(out_dir: Path, records: Sequence[SampleRecord], config: dict, title: 
     summary = summarize(records)
     summary["config"] = config
     write_json_atomic(out_dir / "summary.json", summary)
-    (out_dir / "summary.md").write_text(f"# {title}\n\n" + report.markdown(summary), encoding="utf-8")
+    write_text_atomic(out_dir / "summary.md", f"# {title}\n\n" + report.markdown(summary))
     if show:
         report.print_table(summary, title=title)
     return summary
