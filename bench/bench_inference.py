@@ -167,7 +167,7 @@ def main() -> None:
             print(f"  {phase:19s} {spent * 1000:7.1f} ms  {100 * spent / seconds:5.1f}%")
         other = seconds - sum(split.values())
         print(f"  {'outside loop':19s} {other * 1000:7.1f} ms  {100 * other / seconds:5.1f}%")
-        costs = ", ".join(f"{t} thread(s) {c * 1e6:.0f} us/row" for t, c in engine._tuner.cost.items() if c)
+        costs = ", ".join(f"{t} thread(s) {c * 1e6:.0f} us/row" for t, c in engine.scheduler.tuner.cost.items() if c)
         print(f"builtin decode step cost by thread count (last measured): {costs}")
         print(f"load average {os.getloadavg()[0]:.1f} at end")
 

@@ -48,8 +48,8 @@ def test_split_generation_equals_one_process(pair, many_prompts) -> None:
         expected = alone.generate(many_prompts, [params] * len(many_prompts))
         got = split.generate(many_prompts, [params] * len(many_prompts))
         assert "waiting for workers" in split.timings  # the call really was split
-        assert len(split._workers) == 1 and split._workers[0].process.poll() is None
-        assert not split._shared.linked  # the weights file is gone once the worker has mapped it
+        assert len(split.parallel.workers) == 1 and split.parallel.workers[0].process.poll() is None
+        assert not split.parallel.shared.linked  # the weights file is gone once the worker has mapped it
         for want, have in zip(expected, got, strict=True):
             assert [c.token_ids for c in have] == [c.token_ids for c in want]
             assert [c.index for c in have] == [c.index for c in want]
@@ -94,14 +94,14 @@ def generates_here_from_now_on(split: BuiltinEngine, alone: BuiltinEngine, promp
         got = split.generate(prompts, params)
     assert any(warning in str(w.message) for w in caught)
     assert [o[0].token_ids for o in got] == [o[0].token_ids for o in alone.generate(prompts, params)]
-    assert split.data_parallel == 1 and not split._workers
+    assert split.data_parallel == 1 and not split.parallel.workers
 
 
 def test_a_dead_worker_is_replaced_by_this_process(pair, tiny_model_dir, many_prompts) -> None:
     split = BuiltinEngine(tiny_model_dir, num_threads=2, data_parallel=2)
     try:
         split.generate(many_prompts, [GREEDY] * len(many_prompts))
-        worker = split._workers[0]
+        worker = split.parallel.workers[0]
         worker.process.kill()
         worker.process.wait()
         generates_here_from_now_on(split, pair[0], many_prompts, "worker exited")
@@ -112,9 +112,9 @@ def test_a_dead_worker_is_replaced_by_this_process(pair, tiny_model_dir, many_pr
 def test_close_stops_the_workers(tiny_model_dir, many_prompts) -> None:
     split = BuiltinEngine(tiny_model_dir, num_threads=2, data_parallel=2)
     split.generate(many_prompts, [GREEDY] * len(many_prompts))
-    process, weights_file = split._workers[0].process, split._shared.path
+    process, weights_file = split.parallel.workers[0].process, split.parallel.shared.path
     split.close()
-    assert process.poll() is not None and not split._workers
+    assert process.poll() is not None and not split.parallel.workers
     assert not os.path.exists(weights_file)
 
 
@@ -139,9 +139,9 @@ def test_auto_splits_only_calls_worth_a_worker(tiny_model_dir, many_prompts) -> 
     engine = BuiltinEngine(tiny_model_dir, num_threads=2)  # data_parallel="auto": 2 processes for this model
     try:
         engine.generate(many_prompts, [GREEDY] * len(many_prompts))  # 20 x 12 tokens: not worth a start-up
-        assert "waiting for workers" not in engine.timings and not engine._workers
+        assert "waiting for workers" not in engine.timings and not engine.parallel.workers
         long = SamplingParams(temperature=0, max_tokens=256, ignore_eos=True)
         engine.generate(many_prompts[:16], [long] * 16)  # 16 x 256 = 4096 tokens
-        assert "waiting for workers" in engine.timings and len(engine._workers) == 1
+        assert "waiting for workers" in engine.timings and len(engine.parallel.workers) == 1
     finally:
         engine.close()

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deepscaler.files import write_json_atomic, write_text_atomic
+
 # (name, what a row needs to pass the step), in pipeline order.
 STEPS: tuple[tuple[str, str], ...] = (
     ("read", "an object with a problem text and answers of a known type"),
@@ -134,6 +136,6 @@ class Report:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         markdown, data = directory / f"{stem}.report.md", directory / f"{stem}.report.json"
-        markdown.write_text(self.markdown(), encoding="utf-8")
-        data.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_text_atomic(markdown, self.markdown())
+        write_json_atomic(data, self.to_dict())
         return markdown, data

@@ -11,7 +11,8 @@ from typing import Any
 
 from deepscaler.eval.benchmarks import Problem, load, resolve
 from deepscaler.eval.results import SampleRecord, read_records, score_records, write_records
-from deepscaler.eval.runner import EvalError, EvalSettings, _sha256, _write_json_atomic, finish, versions
+from deepscaler.eval.runner import EvalError, EvalSettings, finish, versions
+from deepscaler.files import replaced_atomically, sha256_file, write_json_atomic
 from deepscaler.reward import RewardScorer
 
 
@@ -86,8 +87,8 @@ def run_eval(llm: Any, settings: EvalSettings, out_dir: Path, model: dict[str, A
     records = _resume(out_dir, config, settings.n, chunks)
     done = {(r.benchmark, r.problem_id) for r in records}
     todo = [chunk for chunk in chunks if (chunk[0][0], chunk[0][1].id) not in done]
-    _write_json_atomic(out_dir / "config.json", {**config, "versions": versions(),
-                                                 "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    write_json_atomic(out_dir / "config.json", {**config, "versions": versions(),
+                                                "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
     from rich.progress import Progress
 
     with RewardScorer(workers=workers, timeout=settings.grader_timeout, think=settings.think) as scorer, \
@@ -126,7 +127,7 @@ def sample_and_grade(
 def benchmark_files(settings: EvalSettings) -> dict[str, dict[str, str]]:
     """Each benchmark's file and the SHA-256 of its bytes: a changed file is a changed evaluation."""
     paths = {name: resolve(name, settings.data_dir) for name in settings.benchmarks}
-    return {name: {"path": str(path), "sha256": _sha256(path)} for name, path in paths.items()}
+    return {name: {"path": str(path), "sha256": sha256_file(path)} for name, path in paths.items()}
 
 
 def check_resumable(out_dir: Path, config: dict[str, Any], model_known: bool = True) -> None:
@@ -188,10 +189,8 @@ def _resume(out_dir: Path, config: dict, n: int, chunks: list[list[tuple[str, Pr
     finished = {(name, p.id) for chunk in chunks
                 if all(per_problem.get((name, p.id)) == n for name, p in chunk) for name, p in chunk}
     kept = [r for r in records if (r.benchmark, r.problem_id) in finished]
-    temporary = samples.with_suffix(".jsonl.tmp")
-    temporary.unlink(missing_ok=True)
-    write_records(temporary, kept)  # drops a torn last line and half-written chunks
-    temporary.replace(samples)
+    with replaced_atomically(samples) as temporary:
+        write_records(temporary, kept)  # drops a torn last line and half-written chunks
     return kept
 
 

@@ -8,17 +8,14 @@ summary.json and summary.md.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from deepscaler.eval import report
 from deepscaler.eval.results import EvalError, SampleRecord, score_records, summarize, write_records
+from deepscaler.files import sha256_file, write_json_atomic, write_text_atomic
 from deepscaler.reward import RewardScorer
 
 DEFAULT_PROMPT = "{problem} Let's think step by step and output the final answer within \\boxed{{}}."
@@ -54,22 +51,12 @@ def versions() -> dict[str, str]:
     return found
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def finish(out_dir: Path, records: Sequence[SampleRecord], config: dict, title: str, show: bool = True) -> dict:
     """Write summary.json and summary.md for the records, and print the table when `show`."""
     summary = summarize(records)
     summary["config"] = config
-    _write_json_atomic(out_dir / "summary.json", summary)
-    (out_dir / "summary.md").write_text(f"# {title}\n\n" + report.markdown(summary), encoding="utf-8")
+    write_json_atomic(out_dir / "summary.json", summary)
+    write_text_atomic(out_dir / "summary.md", f"# {title}\n\n" + report.markdown(summary))
     if show:
         report.print_table(summary, title=title)
     return summary
@@ -116,7 +103,7 @@ def score_responses(path: Path, out_dir: Path, settings: EvalSettings, workers: 
     samples = out_dir / "samples.jsonl"
     samples.unlink(missing_ok=True)
     write_records(samples, records)
-    config = {"responses": str(path), "responses_sha256": _sha256(path), "think": settings.think,
+    config = {"responses": str(path), "responses_sha256": sha256_file(path), "think": settings.think,
               "grader_timeout": settings.grader_timeout, "versions": versions()}
-    _write_json_atomic(out_dir / "config.json", config)
+    write_json_atomic(out_dir / "config.json", config)
     return finish(out_dir, records, config, title=f"scored {path.name}")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from deepscaler.config import save_config
+from deepscaler.files import write_json_atomic, write_text_atomic
 from deepscaler.trainer.config import (
     AlgorithmConfig,
     CheckpointConfig,
@@ -111,8 +112,8 @@ def run_embedded(out_dir: str | Path = "runs/embedded", overrides: list[str] | N
                "stage0": {"teacher_correct": stage0["teacher_correct"], "teacher_worked": stage0["teacher_worked"],
                           "sft_seconds": stage0["sft"].get("seconds")},
                "plots": [str(plot)], "run_dir": str(out)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "report.md").write_text(_report(summary, config))
+    write_json_atomic(out / "summary.json", summary)
+    write_text_atomic(out / "report.md", _report(summary, config))
     return summary
 
 

@@ -12,7 +12,6 @@ about 90% of the time, works about 70% of the problems it does work out correctl
 
 from __future__ import annotations
 
-import json
 import random
 import statistics
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from deepscaler.eval.runner import DEFAULT_PROMPT
+from deepscaler.files import write_json_atomic
 from deepscaler.recipes.curriculum import (
     FAMILIES,
     MAX_DIFFICULTY,
@@ -173,5 +173,5 @@ def prepare_stage0(out_dir: str | Path, config: TinyRecipeConfig | None = None
             metrics["heldout"] = evaluate(llm, heldout, config.eval_samples, config.eval_temperature,
                                           config.eval_top_p, config.eval_max_tokens, config.seed)
     metrics["wall_time"] = time.perf_counter() - started
-    (out / "stage0.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(out / "stage0.json", metrics)
     return sft_dir, rl_set, heldout, metrics

@@ -4,6 +4,11 @@
 work that may run long is sent to a `python -m deepscaler.reward.worker` child over pipes (JSON lines)
 and the child is killed and replaced when it overruns. The child runs with a memory cap, and never
 writes files.
+
+JSON lines rather than the pickles of the engine's workers (inference/engines/parallel.py): the child feeds
+text a model wrote (adversarial at worst) to a large library, so the parent trusts nothing it sends back and
+reads only data, which unpickling is not (it can run code); the messages are only strings and numbers; and
+every read has a deadline, which select() on the pipe gives to a line but not to pickle.load on a stream.
 """
 
 from __future__ import annotations

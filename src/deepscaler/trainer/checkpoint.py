@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from deepscaler.config import ConfigError
+from deepscaler.files import write_text_atomic
 from deepscaler.trainer import distributed as dist
 from deepscaler.trainer.manifest import (
     MANIFEST,
@@ -85,7 +86,7 @@ def save_checkpoint(
         write_manifest(partial, entries)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(partial, final)
-        _write_atomic(root / LATEST, final.name)
+        write_text_atomic(root / LATEST, final.name)
         _prune(root, step, keep_last)
     dist.barrier()
     return final
@@ -243,11 +244,3 @@ def _prune(root: Path, step: int, keep_last: int) -> None:
     kept = sorted((p for p in root.glob("step_*") if p.is_dir() and (_step(p) or 0) <= step), key=_step)
     for old in kept[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    with temporary.open("rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)

@@ -9,32 +9,41 @@ is what the fused decode kernels (kernels.py, attention.py) run on. Measured on 
 the Numba ones, 1.37x to 1.84x with the compiled attention (runs on a host whose speed varies).
 Threads would share the GIL, which the step's Python overhead holds.
 
-A worker is `python -m deepscaler.inference.engines.parallel`, a built-in engine of its own on the same
-model folder. It reads pickled requests from its stdin and writes pickled replies to its stdout (the
-rest of its output goes to stderr), one reply per request, so neither side can block on the other.
-It exits when its stdin closes, so it never outlives the engine that started it.
-The weights live in one shared file mapping (`SharedWeights`) that every process's model views, so a
-weight update written by the main engine is at once the workers' too: nothing is copied per update.
+A worker is `python -m deepscaler.inference.engines.worker`, a built-in engine of its own on the same
+model folder, one reply per request, so neither side can block on the other. It exits when its stdin
+closes, so it never outlives the engine that started it. The weights live in one shared file mapping
+(shared_weights.py) that every process's model views: nothing is copied per weight update.
+
+Messages are pickled, unlike the grading children's JSON lines (reward/workers.py): both ends are this
+package's own code on trusted data, the messages are Python objects (SamplingParams, CompletionOutput, a
+tokenizer, a torch dtype) that JSON cannot carry, and a call waits for its whole shard, so a blocking read
+needs no deadline.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import pickle
 import subprocess
 import sys
-import tempfile
+import warnings
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from deepscaler.inference.engines.lean import LeanCausalLM
+from deepscaler.inference.engines.sampler import completion_seed
+from deepscaler.inference.engines.shared_weights import SharedWeights
+from deepscaler.inference.outputs import CompletionOutput
 from deepscaler.inference.params import SamplingParams
 
+# data_parallel="auto" splits work between processes only for models up to this size: each process holds
+# its own copy, and a big model's large matmuls already scale across threads.
+AUTO_DATA_PARALLEL_MAX_PARAMETERS = 100_000_000
+# ... and only calls asking for this many new tokens in all: a worker's first start (seconds) must pay off.
+AUTO_MIN_TOKENS_TO_SPLIT = 4096
 # Fewer sequences than this per process and a split costs more (a round trip, thinner batches) than it saves.
 MIN_SEQUENCES_PER_PROCESS = 8
 
@@ -55,51 +64,6 @@ def split_requests(prompts: Sequence[list[int]], params: Sequence[SamplingParams
     return [sorted(indices) for indices in assigned]
 
 
-class SharedWeights:
-    """A model's weights (LeanCausalLM.tensors()) moved into one memory-mapped file that other processes map too.
-
-    The file is deleted once every worker has mapped it (`unlink`); the mappings outlive it.
-    """
-
-    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
-        dtype = next(iter(tensors.values())).dtype
-        if any(t.dtype != dtype for t in tensors.values()):
-            raise ValueError("shared weights must all have one dtype")
-        folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
-        handle, self.path = tempfile.mkstemp(prefix="deepscaler-weights-", dir=folder)
-        os.close(handle)
-        self.dtype = dtype
-        self.layout: list[tuple[str, int, tuple[int, ...]]] = []
-        offset = 0
-        for name, tensor in tensors.items():
-            self.layout.append((name, offset, tuple(tensor.shape)))
-            offset += tensor.numel()
-        self.size = offset
-        self.views = self.map(self.path, self.layout, self.size, dtype)
-        for name, tensor in tensors.items():
-            self.views[name].copy_(tensor)
-        # Deleted at the latest when this object is collected or the interpreter exits.
-        self._finalizer = weakref.finalize(self, _remove, self.path)
-
-    @staticmethod
-    def map(path: str, layout, size: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-        flat = torch.from_file(path, shared=True, size=size, dtype=dtype)
-        return {name: flat[offset : offset + math.prod(shape)].view(shape) for name, offset, shape in layout}
-
-    @property
-    def linked(self) -> bool:
-        """Whether new processes can still map the weights."""
-        return self._finalizer.alive
-
-    def unlink(self) -> None:
-        self._finalizer()
-
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
 class EngineWorker:
     """One worker process: started at once, waited for only when first given work."""
 
@@ -112,13 +76,13 @@ class EngineWorker:
         threads = str(spec["num_threads"])
         env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "deepscaler.inference.engines.parallel"],
+            [sys.executable, "-m", "deepscaler.inference.engines.worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
         )
         self.started = False  # until its acknowledgement that it has mapped the shared weights is read
         try:
             self._send(spec)
-            self._send((weights.path, weights.layout, weights.size, weights.dtype))
+            self._send(weights.address)
         except RuntimeError:
             self.close()
             raise
@@ -169,38 +133,95 @@ class EngineWorker:
                 stream.close()
 
 
-def _serve(requests, replies) -> None:
-    from deepscaler.inference.engines.builtin import BuiltinEngine
+class DataParallel:
+    """One engine's worker processes, and how each of its generate calls is split between them and it.
 
-    def reply(message) -> None:
-        pickle.dump(message, replies, protocol=pickle.HIGHEST_PROTOCOL)
-        replies.flush()
+    setting: the engine's data_parallel (a process count or "auto"); it drops to 1 for good when a worker
+    fails. worker_spec: the engine's keyword arguments for a worker's own engine.
+    """
 
-    spec = pickle.load(requests)
-    torch.set_num_threads(spec["num_threads"])
-    engine = BuiltinEngine(**spec)
-    engine.model.adopt(SharedWeights.map(*pickle.load(requests)))
-    reply(("ok", None))
-    version = 0
-    while True:
+    def __init__(self, setting: int | str, parameters: int, worker_spec: dict[str, Any], seed: int) -> None:
+        if not (setting == "auto" or (isinstance(setting, int) and setting > 0)):
+            raise ValueError(f"data_parallel must be a positive integer or 'auto', not {setting!r}")
+        self.setting = setting
+        self.parameters = parameters
+        self.worker_spec = worker_spec
+        self.seed = seed
+        self.workers: list[EngineWorker] = []
+        self.shared: SharedWeights | None = None  # the weights, once workers share them
+        weakref.finalize(self, _close_all, self.workers)
+
+    def pool_size(self, threads: int) -> int:
+        """Processes a call may be split between (the setting, resolved for a model on `threads` threads)."""
+        if self.setting != "auto":
+            return self.setting
+        return 2 if self.parameters <= AUTO_DATA_PARALLEL_MAX_PARAMETERS and threads >= 2 else 1
+
+    def processes(self, params: Sequence[SamplingParams], sequences: int, streaming: bool, threads: int) -> int:
+        """How many processes share this call: 1 unless splitting pays (see BuiltinEngine's docstring)."""
+        if streaming:
+            return 1  # per-token callbacks run in this process
+        if self.setting == "auto" and sum(p.n * p.max_tokens for p in params) < AUTO_MIN_TOKENS_TO_SPLIT:
+            return 1  # too little work to pay for starting the worker
+        return max(1, min(self.pool_size(threads), sequences // MIN_SEQUENCES_PER_PROCESS, len(params)))
+
+    def submit(self, model: LeanCausalLM, prompts: Sequence[list[int]], params: Sequence[SamplingParams],
+               shards: list[list[int]], weights_version: int, threads: int) -> list[tuple[EngineWorker, list[int]]]:
+        """Start the workers' shards, launching the workers on first use (the model then moves into shared
+        weights); returns [(worker, request indices)], or [] when a worker could not be given its shard (a
+        warning says so, and the call runs here whole)."""
         try:
-            prompts, params, weights_version = pickle.load(requests)
-        except EOFError:
-            return
-        try:
-            if weights_version != version:  # keys and values cached under the old weights are stale
-                engine.model.clear_cache()
-                version = weights_version
-            reply(("ok", engine.generate(prompts, params)))
-        except Exception as error:  # reported to the main process, which raises it there
-            reply(("error", f"{type(error).__name__}: {error}"))
+            if not self.workers:  # all at once: workers started later could not map the shared weights
+                self._launch(model, threads)
+            remote = []
+            for worker, indices in zip(self.workers, shards, strict=False):
+                worker.submit([prompts[i] for i in indices], [params[i] for i in indices], weights_version)
+                remote.append((worker, indices))
+            return remote
+        except RuntimeError as error:
+            self.stop(error)
+            return []
+
+    def _launch(self, model: LeanCausalLM, threads: int) -> None:
+        size = self.pool_size(threads)
+        if self.shared is None or not self.shared.linked:
+            self.shared = SharedWeights(model.tensors())
+            model.adopt(self.shared.views)
+        for number in range(1, size):
+            spec = dict(self.worker_spec, num_threads=max(1, threads // size), data_parallel=1,
+                        seed=completion_seed(self.seed, number), kv_cache_gb=self.worker_spec["kv_cache_gb"] / size)
+            self.workers.append(EngineWorker(spec, self.shared))
+
+    def collect(self, remote: list[tuple[EngineWorker, list[int]]],
+                results: list[list[CompletionOutput]]) -> list[int]:
+        """Fill `results` with the workers' shards; returns the requests of shards whose worker failed (a
+        warning says so), for the caller to generate itself."""
+        failed: list[int] = []
+        for worker, indices in remote:
+            try:
+                outputs = worker.collect()
+            except RuntimeError as error:
+                self.stop(error)
+                failed.extend(indices)
+                continue
+            for request, completions in zip(indices, outputs, strict=True):
+                results[request] = completions
+        if remote and self.workers and all(worker.started for worker in self.workers):
+            self.shared.unlink()  # every worker has mapped it
+        return failed
+
+    def stop(self, error: Exception) -> None:
+        """Give up on workers for good: warn, close them, and split no call from now on."""
+        warnings.warn(f"{error}; generating in this process only from now on", stacklevel=5)
+        self.setting = 1
+        self.close()
+
+    def close(self) -> None:
+        _close_all(self.workers)
+        if self.shared is not None:
+            self.shared.unlink()
 
 
-def main() -> None:
-    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the reply stream
-    _serve(sys.stdin.buffer, replies)
-
-
-if __name__ == "__main__":
-    main()
+def _close_all(workers: list[EngineWorker]) -> None:
+    while workers:
+        workers.pop().close()
