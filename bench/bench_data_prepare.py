@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from deepscaler.data import Settings, prepare
+from deepscaler.prompting import DEFAULT_BENCHMARKS
 
 NAMES = ["Ava", "Ben", "Chloe", "Dmitri", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemal", "Lena"]
 THINGS = ["apples", "marbles", "stamps", "coins", "books", "pencils", "shells", "cards", "tiles", "beads"]
@@ -85,7 +86,7 @@ def main() -> int:
     parser.add_argument("--shuffle", action="store_true")
     args = parser.parse_args()
     shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "benchmarks"
-    benchmarks = ("aime2024", "math500", "amc2023", "minerva", "olympiadbench") if shared.is_dir() else ()
+    benchmarks = DEFAULT_BENCHMARKS if shared.is_dir() else ()
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "synthetic.jsonl"
         started = time.perf_counter()

@@ -63,7 +63,7 @@ SETTINGS = {
 def make_inputs(root: Path, count: int = 64) -> dict[str, Path]:
     """The tiny model, deepscaler's training file and the same problems as TRL's conversational data set."""
     from deepscaler.inference import make_tiny_model
-    from deepscaler.trainer.config import DEFAULT_PROMPT
+    from deepscaler.prompting import user_turn
 
     rng = random.Random(0)
     rows = []
@@ -72,7 +72,7 @@ def make_inputs(root: Path, count: int = 64) -> dict[str, Path]:
         rows.append({"id": index, "problem": f"What is {a}+{b}?", "answer": str(a + b)})
     train = root / "train.jsonl"
     train.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    trl_rows = [{"prompt": [{"role": "user", "content": DEFAULT_PROMPT.format(problem=row["problem"])}],
+    trl_rows = [{"prompt": [{"role": "user", "content": user_turn(row["problem"])}],
                  "answer": row["answer"]} for row in rows]
     trl_data = root / "trl_train.jsonl"
     trl_data.write_text("".join(json.dumps(row) + "\n" for row in trl_rows))

@@ -5,7 +5,7 @@ import pytest
 
 from deepscaler.data.decontaminate import DecontaminationError, Decontaminator, benchmark_problems
 from deepscaler.data.text import tokens
-from deepscaler.eval.benchmarks import DEFAULT_BENCHMARKS
+from deepscaler.prompting import DEFAULT_BENCHMARKS
 
 BENCHMARKS = Path(__file__).resolve().parents[3] / "shared" / "data" / "benchmarks"
 AYA_REWORDED = (

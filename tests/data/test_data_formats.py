@@ -3,9 +3,10 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from deepscaler.data import INSTRUCTION, LAYOUTS, BadRow, Record, Writer, read_records, to_record
+from deepscaler.data import LAYOUTS, BadRow, Record, Writer, read_records, to_record
+from deepscaler.data.problems import load
 from deepscaler.data.sources import SourceError, Unparsable, open_rows
-from deepscaler.eval.benchmarks import load
+from deepscaler.prompting import INSTRUCTION
 
 RECORDS = [
     Record("aime-1983-1", "Let $x$, $y$ and $z$ all exceed $1$. Find $\\log_z w$.", ["60"], "aime",
@@ -61,7 +62,7 @@ def test_our_output_is_what_the_trainer_loads(tmp_path):
     problems = load(str(path))
     assert [p.problem for p in problems] == [r.problem for r in RECORDS]
     assert [p.answers for p in problems] == [["60"], ["3, -3", "-3, 3"], ["\\frac{5}{6}"]]  # every alternative
-    assert problems[0].extra["difficulty"] == 4.0
+    assert problems[0].difficulty == 4.0
 
 
 def test_an_empty_output_is_a_valid_file(tmp_path):

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from deepscaler.data import Settings, prepare, read_records
-from deepscaler.eval.benchmarks import load
+from deepscaler.data.problems import load
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="shared data not found beside the repository")

@@ -10,7 +10,8 @@ import pytest
 from deepscaler.cli import main
 from deepscaler.eval.generate import benchmark_files
 from deepscaler.eval.results import EvalError, SampleRecord, read_records
-from deepscaler.eval.runner import DEFAULT_PROMPT, EvalSettings
+from deepscaler.eval.runner import EvalSettings
+from deepscaler.prompting import PROMPT_TEMPLATE
 
 DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "benchmarks"
 RECORDS = [SampleRecord("aime2024", str(i), 0, f"Réponse {i} : \\boxed{{{i}}}", [str(i)], str(i), 1.0, 9, "stop")
@@ -49,7 +50,7 @@ def _run_folder(folder: Path, samples: bytes, **changes) -> None:
     it, but for `changes` to its settings."""
     folder.mkdir()
     settings = EvalSettings(benchmarks=["aime2024"], n=2, limit=1, data_dir=str(DATA_DIR),
-                            prompt_template=DEFAULT_PROMPT)
+                            prompt_template=PROMPT_TEMPLATE)
     config = {"model": {"name": "tiny", "path": str(folder.parent / "missing" / "tiny"), "engine": "builtin"},
               "settings": {**asdict(settings), **changes}, "benchmark_files": benchmark_files(settings)}
     (folder / "config.json").write_text(json.dumps(config))

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from deepscaler.cli import UsageError
+from deepscaler.prompting import DEFAULT_BENCHMARKS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="where <name>.report.md and .report.json go (default: beside the output)")
     prepare.add_argument("--decontaminate", default=None, metavar="LIST",
                          help="comma-separated benchmark names or files to remove overlaps with, or 'none' "
-                              "(default: aime2024,math500,amc2023,minerva,olympiadbench)")
+                              f"(default: {','.join(DEFAULT_BENCHMARKS)})")
     prepare.add_argument("--data-dir", help="where benchmark names are looked up (see `deepscaler eval`)")
     prepare.add_argument("--ngram", type=int, default=8, help="token n-gram size for decontamination (default 8)")
     prepare.add_argument("--overlap", type=float, default=0.5,
@@ -71,7 +72,6 @@ def _check_output(path: Path) -> None:
 
 def _prepare(args: argparse.Namespace) -> int:
     from deepscaler.data import DecontaminationError, Settings, SourceUnavailable, prepare
-    from deepscaler.eval.benchmarks import DEFAULT_BENCHMARKS
 
     _check_output(args.out)
     if args.report is not None and args.report.exists() and not args.report.is_dir():

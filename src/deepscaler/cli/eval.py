@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from deepscaler.cli import MODEL_HELP, REVISION_HELP, THREADS_HELP, UsageError, threads_option
+from deepscaler.prompting import DEFAULT_BENCHMARKS, INSTRUCTION
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--served-model-name", help="model name to request from --endpoint (default: its first)")
     parser.add_argument("--engine", choices=("auto", "builtin", "vllm"), default="auto")
     parser.add_argument("--threads", type=threads_option, default="auto", help=THREADS_HELP)
-    parser.add_argument("--benchmarks", default="aime2024,math500,amc2023,minerva,olympiadbench",
+    parser.add_argument("--benchmarks", default=",".join(DEFAULT_BENCHMARKS),
                         help="comma-separated names (see --data-dir) or JSON/JSONL/Parquet paths")
     parser.add_argument("--data-dir", help="folder holding the benchmark files (default: $DEEPSCALER_DATA_DIR, "
                         "data/benchmarks, ../shared/data/benchmarks)")
@@ -27,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=-1)
     parser.add_argument("--max-tokens", type=int, default=32768)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--prompt-template", help="format string with {problem}; default: the problem + "
-                        "\" Let's think step by step and output the final answer within \\boxed{}.\"")
+    parser.add_argument("--prompt-template",
+                        help=f'format string with {{problem}}; default: the problem + "{INSTRUCTION}"')
     parser.add_argument("--system-prompt", help="a system message (default: none)")
     parser.add_argument("--no-chat-template", action="store_true", help="send the raw prompt text")
     parser.add_argument("--think", choices=("optional", "required"), default="optional",
@@ -41,8 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepscaler.eval.benchmarks import BenchmarkError
-    from deepscaler.eval.runner import DEFAULT_PROMPT, EvalError, EvalSettings, score_responses
+    from deepscaler.data.problems import ProblemFileError
+    from deepscaler.eval.runner import EvalError, EvalSettings, score_responses
+    from deepscaler.prompting import PROMPT_TEMPLATE
 
     chosen = [name for name in ("model", "endpoint", "responses") if getattr(args, name)]
     if len(chosen) != 1:
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     settings = EvalSettings(
         benchmarks=[name.strip() for name in args.benchmarks.split(",") if name.strip()], n=args.n,
         temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, max_tokens=args.max_tokens,
-        seed=args.seed, prompt_template=args.prompt_template or DEFAULT_PROMPT, system_prompt=args.system_prompt,
+        seed=args.seed, prompt_template=args.prompt_template or PROMPT_TEMPLATE, system_prompt=args.system_prompt,
         chat_template=not args.no_chat_template, think=args.think, grader_timeout=args.grader_timeout,
         limit=args.limit, data_dir=args.data_dir,
     )
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             score_responses(args.responses, out, settings, workers=args.workers)
         else:
             out = _generate_and_grade(args, settings)
-    except (BenchmarkError, EvalError) as error:
+    except (ProblemFileError, EvalError) as error:
         raise UsageError(str(error)) from None
     print(out / "summary.json")
     return 0

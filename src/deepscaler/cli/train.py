@@ -73,13 +73,13 @@ def run(args: argparse.Namespace) -> int:
                           "choose another out_dir")
     if not args.skip_memory_check:
         _check_memory(config)
-    from deepscaler.eval.benchmarks import BenchmarkError
+    from deepscaler.data.problems import ProblemFileError
     from deepscaler.inference.hub import ModelNotFoundError
     from deepscaler.trainer.loop import Trainer, TrainingAborted
 
     try:
         trainer = Trainer(config, resume=bool(args.resume), progress=_printer())
-    except (ConfigError, ModelNotFoundError, BenchmarkError) as error:  # what only start-up finds, e.g. a bad row
+    except (ConfigError, ModelNotFoundError, ProblemFileError) as error:  # what only start-up finds, e.g. a bad row
         raise UsageError(str(error)) from None
     try:
         trainer.train()
@@ -116,7 +116,7 @@ def _claim_run_folder(folder: Path, overwrite: bool, refusal: str) -> None:
 
 def _check_data_files(config) -> None:
     """Every data file is there before the model loads; files given by benchmark name are looked up."""
-    from deepscaler.eval.benchmarks import BenchmarkError, resolve
+    from deepscaler.data.problems import ProblemFileError, resolve
 
     if not config.data.train_files:
         raise UsageError("data.train_files is empty: give at least one JSON, JSONL or Parquet file of problems")
@@ -124,7 +124,7 @@ def _check_data_files(config) -> None:
         for index, name in enumerate(getattr(config.data, key)):
             try:
                 resolve(name)
-            except BenchmarkError as error:
+            except ProblemFileError as error:
                 raise UsageError(f"data.{key}.{index}: {error}") from None
 
 

@@ -12,26 +12,29 @@ from deepscaler.data.decontaminate import DecontaminationError, Decontaminator
 from deepscaler.data.dedup import ExactDuplicates, NearDuplicates
 from deepscaler.data.formats import LAYOUTS, Writer, read_records, to_row, to_verl
 from deepscaler.data.prepare import Settings, prepare
-from deepscaler.data.records import INSTRUCTION, BadRow, Record, to_record
+from deepscaler.data.problems import ProblemFileError, load, resolve
+from deepscaler.data.records import BadRow, Record, to_record
 from deepscaler.data.report import Report
 from deepscaler.data.sources import SourceError, SourceUnavailable
 
 __all__ = [
-    "INSTRUCTION",
     "LAYOUTS",
     "BadRow",
     "DecontaminationError",
     "Decontaminator",
     "ExactDuplicates",
     "NearDuplicates",
+    "ProblemFileError",
     "Record",
     "Report",
     "Settings",
     "SourceError",
     "SourceUnavailable",
     "Writer",
+    "load",
     "prepare",
     "read_records",
+    "resolve",
     "to_record",
     "to_row",
     "to_verl",

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepscaler.data.problems import ProblemFileError, resolve
 from deepscaler.data.records import ANSWER_FIELDS, BadRow, to_record
 from deepscaler.data.sources import SourceError, Unparsable, label, open_rows
 from deepscaler.data.text import ngrams, tokens
@@ -86,12 +87,10 @@ class Decontaminator:
 
 def benchmark_problems(names: Iterable[str], data_dir: str | Path | None = None) -> Iterable[tuple[str, str, str]]:
     """(benchmark, id, text) for each problem of the named benchmarks or files; answers are not needed."""
-    from deepscaler.eval.benchmarks import BenchmarkError, resolve
-
     for name in names:
         try:
             path = resolve(name, data_dir)
-        except BenchmarkError as error:
+        except ProblemFileError as error:
             raise DecontaminationError(str(error)) from None
         benchmark = name if name == label(name) else label(str(path))
         try:

@@ -1,8 +1,8 @@
 """Training files in two layouts, written as streams: ours (what `deepscaler train` reads) and verl's.
 
 Ours: one object per problem with `id, problem, answer, answers, source, solution, difficulty`; `answer` is
-the first acceptable answer, for readers that take one (the trainer loads files through
-`deepscaler.eval.benchmarks.load`, which reads `problem` and `answer`).
+the first acceptable answer, for readers that take one. The trainer and the evaluation load either layout
+through `problems.load`, which reads every alternative in `answers`.
 
 verl's (its DeepScaleR recipe): `data_source`, `prompt` (one user message: the problem and INSTRUCTION),
 `ability`, `reward_model` ({"style": "rule", "ground_truth": answer}) and `extra_info`, where the fields
@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from deepscaler.data.records import INSTRUCTION, BadRow, Record, to_record
+from deepscaler.data.records import BadRow, Record, to_record
 from deepscaler.data.sources import SUFFIXES, Unparsable, label, open_rows
+from deepscaler.prompting import INSTRUCTION
 
 LAYOUTS = ("deepscaler", "verl")
 _BATCH = 4096

@@ -28,7 +28,7 @@ from deepscaler.data.report import Report
 from deepscaler.data.sources import SourceError, SourceUnavailable, Unparsable, expand, label, open_rows
 from deepscaler.data.spool import Spool
 from deepscaler.data.text import normal_form, split_tokens
-from deepscaler.eval.benchmarks import DEFAULT_BENCHMARKS
+from deepscaler.prompting import DEFAULT_BENCHMARKS
 from deepscaler.reward import is_equivalent
 
 
@@ -37,7 +37,7 @@ class Settings:
     """How a run curates; the defaults are the recipe's (see `decontaminate` for the n-gram choice)."""
 
     decontaminate: tuple[str, ...] = DEFAULT_BENCHMARKS  # benchmark names or files; () turns the step off
-    data_dir: str | None = None  # where benchmark names are looked up (default: deepscaler.eval.benchmarks)
+    data_dir: str | None = None  # where benchmark names are looked up (default: see problems.data_dirs)
     ngram: int = DEFAULT_NGRAM
     overlap: float = DEFAULT_OVERLAP
     near_threshold: float | None = 0.9  # None turns near-duplicate removal off

@@ -1,9 +1,10 @@
-"""One training problem (`Record`) and the conversion of an input row, of any known layout, into one.
+"""One problem (`Record`) and the conversion of an input row, of any known layout, into one.
 
-Known layouts: ours (`problem`, `answer`/`answers`, ...), the benchmark files' (`question`, `ground_truth`,
-OlympiadBench's `context`, GSM8K's answer inside `solution`) and verl's (`prompt` chat messages,
-`reward_model.ground_truth`, `extra_info`). A row that cannot become a record raises `BadRow` with the
-reason; the caller reports it with the file and row.
+The one record type of the project: curation reads and writes it, and the trainer and the evaluation load
+their files into it (`problems.load`). Known layouts: ours (`problem`, `answer`/`answers`, ...), the benchmark
+files' (`question`, `ground_truth`, OlympiadBench's `context`, GSM8K's answer inside `solution`), a plain
+`prompt` string, and verl's (`prompt` chat messages, `reward_model.ground_truth`, `extra_info`). A row that
+cannot become a record raises `BadRow` with the reason; the caller reports it with the file and row.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from deepscaler.prompting import INSTRUCTION
 from deepscaler.reward import gold_answers
 
-# The instruction verl's DeepScaleR data appends to every problem; stripped again when reading verl rows.
-INSTRUCTION = " Let's think step by step and output the final answer within \\boxed{}."
-_PROBLEM_FIELDS = ("problem", "question")
+PROBLEM_FIELDS = ("problem", "question", "prompt")
 ANSWER_FIELDS = ("answers", "answer", "ground_truth", "final_answer")
 _ID_FIELDS = ("id", "unique_id", "idx")
 
@@ -27,7 +27,7 @@ class BadRow(ValueError):
 
 @dataclass
 class Record:
-    """A training problem: its text, the acceptable answers (alternatives) and where it came from."""
+    """A problem: its text, the acceptable answers (alternatives) and where it came from."""
 
     id: str
     problem: str
@@ -42,9 +42,14 @@ class Record:
         return self.answers[0] if self.answers else ""
 
 
-def to_record(row: Any, source: str, index: int) -> Record:
-    """The record a raw row describes; `source` and `index` (0-based) fill in a missing source and id."""
-    record = _to_record(row, source, index)
+def to_record(row: Any, source: str, index: int, *, strip: bool = True, default_id: str | None = None) -> Record:
+    """The record a raw row describes; `source` fills in a missing source, and a row without an id gets
+    `default_id`, else `<source>-<index>` (`index` 0-based).
+
+    `strip` trims the whitespace around the problem text, as curation writes it; the loader keeps the text
+    as the file has it, since a prompt rendered from it (and what a model learned from it) depends on every
+    character."""
+    record = _to_record(row, source, index, strip, default_id)
     for name in ("id", "problem", "source", "solution"):
         _check_text(getattr(record, name), name)
     for answer in record.answers:
@@ -64,22 +69,22 @@ def _check_text(text: str | None, name: str) -> None:
                      "or an undecodable byte)") from None
 
 
-def _to_record(row: Any, source: str, index: int) -> Record:
+def _to_record(row: Any, source: str, index: int, strip: bool, default_id: str | None) -> Record:
     if not isinstance(row, dict):
         raise BadRow(f"not an object but {type(row).__name__}")
     if isinstance(row.get("prompt"), list) and isinstance(row.get("reward_model"), dict):
-        return _from_verl(row, source, index)
-    problem = next((row[key] for key in _PROBLEM_FIELDS if isinstance(row.get(key), str) and row[key].strip()), None)
+        return _from_verl(row, source, index, strip, default_id)
+    problem = next((row[key] for key in PROBLEM_FIELDS if isinstance(row.get(key), str) and row[key].strip()), None)
     if problem is None:
-        raise BadRow(f"no problem text (fields tried: {', '.join(_PROBLEM_FIELDS)})")
+        raise BadRow(f"no problem text (fields tried: {', '.join(PROBLEM_FIELDS)})")
     if isinstance(row.get("context"), str) and row["context"].strip():
         problem = f"{row['context'].strip()}\n\n{problem}"  # OlympiadBench keeps shared setup apart
     answer_key = next((key for key in ANSWER_FIELDS if row.get(key) not in (None, "", [])), None)
     answers = _answers(row[answer_key], answer_key) if answer_key else []
     row_source = row.get("source", row.get("data_source"))
     return Record(
-        id=_identifier(row, source, index),
-        problem=problem.strip(),
+        id=_identifier(row, f"{source}-{index}" if default_id is None else default_id),
+        problem=problem.strip() if strip else problem,
         answers=answers,
         source=row_source if isinstance(row_source, str) and row_source else source,
         solution=_solution(row.get("solution")),
@@ -87,7 +92,7 @@ def _to_record(row: Any, source: str, index: int) -> Record:
     )
 
 
-def _from_verl(row: dict, default_source: str, index: int) -> Record:
+def _from_verl(row: dict, default_source: str, index: int, strip: bool, default_id: str | None) -> Record:
     users = [m.get("content") for m in row["prompt"] if isinstance(m, dict) and m.get("role") == "user"]
     if not users or not isinstance(users[-1], str) or not users[-1].strip():
         raise BadRow("verl row without a user message in `prompt`")
@@ -96,8 +101,8 @@ def _from_verl(row: dict, default_source: str, index: int) -> Record:
     gold = extra.get("answers") if extra.get("answers") else row["reward_model"].get("ground_truth")
     source = row["data_source"] if isinstance(row.get("data_source"), str) and row["data_source"] else default_source
     return Record(
-        id=_identifier(extra, source, extra.get("index", index)),
-        problem=problem.strip(),
+        id=_identifier(extra, f"{source}-{extra.get('index', index)}" if default_id is None else default_id),
+        problem=problem.strip() if strip else problem,
         answers=_answers(gold, "reward_model.ground_truth"),
         source=source,
         solution=_solution(extra.get("solution")),
@@ -118,9 +123,9 @@ def _flat_answers(items: list | tuple) -> bool:
     return all(isinstance(item, (str, int, float)) and not isinstance(item, bool) for item in items)
 
 
-def _identifier(row: dict, source: str, index: Any) -> str:
+def _identifier(row: dict, default: str) -> str:
     value = next((row[key] for key in _ID_FIELDS if isinstance(row.get(key), (str, int)) and row[key] != ""), None)
-    return str(value) if value is not None else f"{source}-{index}"
+    return str(value) if value is not None else default
 
 
 def _solution(value: Any) -> str | None:

@@ -1,4 +1,8 @@
-"""Generate-and-grade evaluation through any inference engine, resumable problem by problem."""
+"""Generate-and-grade evaluation through any inference engine, resumable problem by problem.
+
+An output directory holds config.json (every choice that affects the numbers), samples.jsonl (one line per
+sample, appended chunk by chunk, so an interrupted run resumes where it stopped), summary.json and summary.md.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from deepscaler.eval.benchmarks import Problem, load, resolve
+from deepscaler.data.problems import load, resolve
+from deepscaler.data.records import Record
 from deepscaler.eval.results import SampleRecord, read_records, score_records, write_records
 from deepscaler.eval.runner import EvalError, EvalSettings, finish, versions
 from deepscaler.files import replaced_atomically, sha256_file, write_json_atomic
+from deepscaler.prompting import conversation
 from deepscaler.reward import RewardScorer
 
 
@@ -23,13 +29,11 @@ def problem_seed(seed: int, benchmark: str, problem_id: str) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def messages_for(problem: Problem, settings: EvalSettings) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
+def messages_for(problem: Record, settings: EvalSettings) -> list[dict[str, str]]:
     try:
-        content = settings.prompt_template.format(problem=problem.problem)
+        return conversation(problem.problem, settings.prompt_template, settings.system_prompt)
     except (KeyError, IndexError, ValueError) as error:
         raise EvalError(f"prompt template must use {{problem}} and double any other braces ({error})") from None
-    return messages + [{"role": "user", "content": content}]
 
 
 def template_prefills_think(tokenizer: Any) -> bool | None:
@@ -103,7 +107,7 @@ def run_eval(llm: Any, settings: EvalSettings, out_dir: Path, model: dict[str, A
 
 
 def sample_and_grade(
-    llm: Any, items: list[tuple[str, Problem]], settings: EvalSettings, scorer: RewardScorer
+    llm: Any, items: list[tuple[str, Record]], settings: EvalSettings, scorer: RewardScorer
 ) -> list[SampleRecord]:
     """settings.n graded samples for each (benchmark, problem): the step shared by evaluation runs and
     by validation during training."""
@@ -175,7 +179,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 50 else text[:47] + "..."
 
 
-def _resume(out_dir: Path, config: dict, n: int, chunks: list[list[tuple[str, Problem]]]) -> list[SampleRecord]:
+def _resume(out_dir: Path, config: dict, n: int, chunks: list[list[tuple[str, Record]]]) -> list[SampleRecord]:
     """Samples already written for whole chunks, when out_dir holds a run with the same configuration."""
     samples = out_dir / "samples.jsonl"
     if not samples.exists():

@@ -1,8 +1,8 @@
-"""Evaluation runs: generate k samples per problem (resumably), grade them, write the results.
+"""What an evaluation is set to do and how its results are written: `EvalSettings` (every choice besides the
+model that changes the numbers), `finish` (summary.json and summary.md from graded samples), and scoring
+responses generated elsewhere (`score_responses`, for `deepscaler eval --responses`).
 
-An output directory holds config.json (every choice that affects the numbers), samples.jsonl (one
-line per sample, appended problem by problem, so an interrupted run resumes where it stopped),
-summary.json and summary.md.
+Generating and grading samples, and resuming an interrupted run, is `eval/generate.py`'s work.
 """
 
 from __future__ import annotations
@@ -16,30 +16,28 @@ from pathlib import Path
 from deepscaler.eval import report
 from deepscaler.eval.results import EvalError, SampleRecord, score_records, summarize, write_records
 from deepscaler.files import sha256_file, write_json_atomic, write_text_atomic
+from deepscaler.prompting import DEFAULT_BENCHMARKS, PROMPT_TEMPLATE
 from deepscaler.reward import RewardScorer
-
-DEFAULT_PROMPT = "{problem} Let's think step by step and output the final answer within \\boxed{{}}."
 
 
 @dataclass
 class EvalSettings:
     """Everything besides the model that changes an evaluation's numbers; recorded in config.json."""
 
-    benchmarks: list[str] = field(default_factory=lambda: ["aime2024", "math500", "amc2023", "minerva",
-                                                           "olympiadbench"])
+    benchmarks: list[str] = field(default_factory=lambda: list(DEFAULT_BENCHMARKS))
     n: int = 16
     temperature: float = 0.6
     top_p: float = 0.95
     top_k: int = -1
     max_tokens: int = 32768
     seed: int = 0
-    prompt_template: str = DEFAULT_PROMPT
+    prompt_template: str = PROMPT_TEMPLATE
     system_prompt: str | None = None
     chat_template: bool = True
     think: str = "optional"
     grader_timeout: float = 1.0
     limit: int | None = None  # first N problems of each benchmark
-    data_dir: str | None = None  # where benchmark names are looked up (see benchmarks.data_dirs)
+    data_dir: str | None = None  # where benchmark names are looked up (see data.problems.data_dirs)
     problems_per_chunk: int = 8
 
 

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepscaler.eval.runner import DEFAULT_PROMPT
 from deepscaler.files import write_json_atomic
+from deepscaler.prompting import PROMPT_TEMPLATE, user_turn
 from deepscaler.recipes.curriculum import (
     FAMILIES,
     MAX_DIFFICULTY,
@@ -34,9 +34,9 @@ from deepscaler.recipes.curriculum import (
 from deepscaler.recipes.sft import SFTConfig, run_sft
 
 
-def user_prompt(problem: Problem, template: str = DEFAULT_PROMPT) -> str:
-    """The user turn for a problem: the evaluation's default prompt, so SFT, RL and eval all see the same."""
-    return template.format(problem=problem["problem"])
+def user_prompt(problem: Problem, template: str = PROMPT_TEMPLATE) -> str:
+    """The user turn for a curriculum problem: the prompt RL and eval use, so SFT, RL and eval all see the same."""
+    return user_turn(problem["problem"], template)
 
 
 # A family in which each step reads only the line above (see curriculum.py), which a model trained for

@@ -12,8 +12,7 @@ from typing import Any, Literal
 
 from deepscaler.algorithms import AdvNorm, AggMode, KLKind
 from deepscaler.config import ConfigError
-
-DEFAULT_PROMPT = "{problem} Let's think step by step and output the final answer within \\boxed{{}}."
+from deepscaler.prompting import PROMPT_TEMPLATE
 
 
 @dataclass
@@ -39,7 +38,7 @@ class ModelConfig:
 class DataConfig:
     train_files: list[str] = field(default_factory=list)  # JSON/JSONL/Parquet with problem + answer
     val_files: list[str] = field(default_factory=list)  # held-out problems for validation
-    prompt_template: str = DEFAULT_PROMPT  # {problem} is replaced; the chat template is applied after
+    prompt_template: str = PROMPT_TEMPLATE  # {problem} is replaced; the chat template is applied after
     system_prompt: str | None = None
     max_prompt_tokens: int = 1024  # longer prompts are dropped (and counted) at load time
     shuffle: bool = True

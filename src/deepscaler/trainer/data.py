@@ -6,7 +6,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from deepscaler.eval.benchmarks import Problem
+from deepscaler.data.records import Record
+from deepscaler.prompting import conversation
 
 
 @dataclass(frozen=True)
@@ -18,14 +19,13 @@ class Prompt:
 
 
 def render_prompts(
-    problems: list[Problem], tokenizer: Any, template: str, system_prompt: str | None, max_prompt_tokens: int,
+    problems: list[Record], tokenizer: Any, template: str, system_prompt: str | None, max_prompt_tokens: int,
     source: str = "",
 ) -> tuple[list[Prompt], int]:
     """Render each problem with the template and the tokenizer's chat template; drop (and count) long ones."""
     prompts, dropped = [], 0
     for problem in problems:
-        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        messages.append({"role": "user", "content": template.format(problem=problem.problem)})
+        messages = conversation(problem.problem, template, system_prompt)
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(ids) > max_prompt_tokens:

@@ -16,7 +16,8 @@ from torch.distributed.tensor import DTensor
 
 from deepscaler import config as config_io
 from deepscaler.algorithms import group_advantages, overlong_penalty
-from deepscaler.eval.benchmarks import Problem, load
+from deepscaler.data.problems import load
+from deepscaler.data.records import Record
 from deepscaler.eval.generate import sample_and_grade
 from deepscaler.eval.results import SampleRecord, summarize
 from deepscaler.eval.runner import EvalSettings
@@ -110,11 +111,11 @@ class Trainer:
         return LLM(model=model_dir, engine=self.config.rollout.engine, seed=self.config.seed,
                    **engine_options(self.config, dist.world_size()))
 
-    def _load_data(self) -> tuple[PromptSampler, list[Problem]]:
+    def _load_data(self) -> tuple[PromptSampler, list[Record]]:
         data = self.config.data
-        problems: list[Problem] = []
+        problems: list[Record] = []
         for index, path in enumerate(data.train_files):
-            problems += [Problem(f"{index}:{p.id}", p.problem, p.answers) for p in load(path)]
+            problems += [dataclasses.replace(p, id=f"{index}:{p.id}") for p in load(path)]
         prompts, dropped = render_prompts(problems, self.tokenizer, data.prompt_template, data.system_prompt,
                                           data.max_prompt_tokens)
         if not prompts:
