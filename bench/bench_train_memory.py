@@ -15,6 +15,11 @@ gradients, optimizer moments, reference, rollout engine's weights and KV cache).
 The figure before this bench's fixes is `--before-gb` (measured on commit 609e883, the same case and command, with
 /usr/bin/time -v: maximum resident set size); the ratio before / now is printed.
 
+Measured (2 shared CPU cores, 1 step): 7.95 GB before (bench: 7.97, in the update); with the built-in engine asleep
+during the update (KV cache and weights freed) 7.07 GB; adding model.gradient_checkpointing=true 4.55 GB (1.75x).
+The floor of this case is ~3.4 GB before any activation: float32 AdamW's 16 bytes per parameter (weights, gradients,
+two moments: 2.15 GB), the float32 reference (0.54 GB) and ~0.66 GB of interpreter, torch and tokenizer.
+
     .venv/bin/python bench/bench_train_memory.py [--model /tmp/smollm2-hf] [--steps 1] [KEY=VALUE ...]
 """
 
