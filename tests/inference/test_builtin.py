@@ -208,6 +208,30 @@ def test_update_weights_equals_a_fresh_load(tmp_path, prompts) -> None:
         assert a.token_logprobs == pytest.approx(f.token_logprobs, abs=1e-5)
 
 
+def test_sleep_frees_cache_and_weights_and_an_update_after_waking_restores_them(tmp_path, prompts) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from deepscaler.inference.models import make_tiny_model
+
+    model_dir = make_tiny_model(tmp_path / "a", seed=0)
+    engine = BuiltinEngine(model_dir, data_parallel=1)
+    before = first(engine, prompts, GREEDY)
+    held = sum(t.numel() for t in engine.model.tensors().values())
+    assert engine.model.k_cache  # kept between generate calls
+    engine.sleep(level=1)
+    assert engine.model.k_cache == [] and engine.model.has_weights
+    engine.sleep(level=2)
+    assert not engine.model.has_weights and engine.model.tensors() == {"embed": None, "final_norm": None}
+    engine.wake_up(["weights"])
+    assert sum(t.numel() for t in engine.model.tensors().values()) == held
+    engine.update_weights(AutoModelForCausalLM.from_pretrained(model_dir).named_parameters())
+    engine.wake_up(["kv_cache"])
+    after = first(engine, prompts, GREEDY)
+    for a, b in zip(after, before, strict=True):
+        assert a.token_ids == b.token_ids
+        assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-6)
+
+
 def test_on_token_streams_every_token_in_order(engine, prompts) -> None:
     streamed: dict[tuple[int, int], list[int]] = {}
     params = [SamplingParams(temperature=0.9, max_tokens=7, n=2, seed=1, ignore_eos=True), GREEDY]

@@ -219,10 +219,18 @@ class BuiltinEngine:
         self._weights_version += 1
 
     def sleep(self, level: int = 1) -> None:
-        """Nothing to free for a trainer: the engine lives in host memory (a no-op, so callers need no case)."""
+        """Give the trainer back host memory between rollouts, as vLLM's sleep mode does on a GPU: level 1 frees
+        the KV cache; level 2 the weights too, which then come back as zeros at `wake_up` for `update_weights` to
+        fill (all of them: the trainer sends every parameter). While data-parallel workers share the weights they
+        are kept (the workers map them)."""
+        self.model.release_cache()
+        if level >= 2 and not self._workers:
+            self.model.release_weights()
 
     def wake_up(self, tags: Sequence[str] | None = None) -> None:
-        """Nothing to take back (see `sleep`)."""
+        """Take the weights' memory back after a level-2 `sleep` (the KV cache is allocated by each generate)."""
+        if (tags is None or "weights" in tags) and not self.model.has_weights:
+            self.model.restore_weights()
 
     def close(self) -> None:
         """Free the KV cache (kept between generate calls, like vLLM's, to save re-allocating it) and stop

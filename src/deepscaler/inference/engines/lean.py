@@ -114,6 +114,19 @@ class LeanCausalLM:
                 layer["q_norm"], layer["k_norm"] = empty(d), empty(d)
             self.layers.append(layer)
 
+    @property
+    def has_weights(self) -> bool:
+        return bool(self.layers)
+
+    def release_weights(self) -> None:
+        """Drop the weights (for a sleeping engine); `restore_weights` makes room for them again."""
+        self.embed = self.lm_head = self.lm_head_t = self.final_norm = None
+        self.layers = []
+
+    def restore_weights(self) -> None:
+        """Allocate the weights again, zeros until every one is loaded."""
+        self._allocate()
+
     def _rows(self, tensor: torch.Tensor, heads: int, scale: float) -> torch.Tensor:
         """Reorder a q or k projection's output rows (weight or bias) into interleaved rotary pairs."""
         shaped = tensor.reshape(heads, self.head_dim, *tensor.shape[1:])
