@@ -224,7 +224,7 @@ class BuiltinEngine:
         fill (all of them: the trainer sends every parameter). While data-parallel workers share the weights they
         are kept (the workers map them)."""
         self.model.release_cache()
-        if level >= 2 and not self._workers:
+        if level >= 2 and not self.parallel.workers:
             self.model.release_weights()
 
     def wake_up(self, tags: Sequence[str] | None = None) -> None:
