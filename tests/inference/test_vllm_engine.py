@@ -233,3 +233,48 @@ def test_a_failed_call_leaves_the_engine_usable(vengine, prompts) -> None:
 
 def test_limits_are_the_models(vengine) -> None:
     assert (vengine.max_model_len, vengine.vocab_size) == (2048, 1024)
+
+
+def streamed(vengine: VLLMEngine, prompts: list[list[int]], params: list[SamplingParams]):
+    """generate with on_token, and the tokens it passed on, by (request, index), in order."""
+    tokens: dict[tuple[int, int], list[int]] = {}
+    outs = vengine.generate(prompts, params, on_token=lambda r, i, t: tokens.setdefault((r, i), []).append(t))
+    return outs, tokens
+
+
+def test_streamed_tokens_are_the_non_streamed_completions(vengine, tokenizer, prompts) -> None:
+    # Before: generate took no on_token, so the server and chat gave the whole answer at once (issue 20).
+    plain = SamplingParams(temperature=0, max_tokens=12)
+    ((free,),) = vengine.generate(prompts[:1], [plain])
+    stop = free.text[len(free.text) // 2 :][:3]
+    params = [dataclasses.replace(plain, stop=stop), dataclasses.replace(plain, n=2, logprobs=1)]
+    expected = vengine.generate(prompts[:2], params)
+    outs, tokens = streamed(vengine, prompts[:2], params)
+    assert outs == expected
+    assert outs[0][0].finish_reason == "stop" and outs[0][0].text == free.text[: free.text.index(stop)]
+    # The stop string's own tokens were sampled (and streamed) before vLLM saw the string and cut them.
+    assert tokens[(0, 0)][: len(outs[0][0].token_ids)] == outs[0][0].token_ids
+    assert len(tokens[(0, 0)]) > len(outs[0][0].token_ids)
+    assert tokens[(1, 0)] == tokens[(1, 1)] == outs[1][0].token_ids and len(outs[1][0].token_ids) == 12
+
+
+def test_seeded_samples_stream_as_they_finish(vengine, prompts) -> None:
+    params = [SamplingParams(temperature=1.0, seed=7, n=3, max_tokens=8, ignore_eos=True)]
+    outs, tokens = streamed(vengine, prompts[2:], params)
+    assert outs == vengine.generate(prompts[2:], params)
+    assert {i: tokens[(0, i)] for i in range(3)} == {c.index: c.token_ids for c in outs[0]}
+
+
+def test_an_error_in_on_token_aborts_the_call_and_the_next_one_answers(vengine, prompts) -> None:
+    def fail_on_third(request: int, index: int, token: int) -> None:
+        seen.append(token)
+        if len(seen) == 3:
+            raise KeyError("client gone")
+
+    seen: list[int] = []
+    good = SamplingParams(temperature=0, max_tokens=10)
+    with pytest.raises(KeyError, match="client gone"):
+        vengine.generate(prompts[:2], [good, good], on_token=fail_on_third)
+    assert not vengine._llm.llm_engine.has_unfinished_requests()
+    outs, tokens = streamed(vengine, prompts[:1], [good])
+    assert tokens[(0, 0)] == outs[0][0].token_ids == greedy(vengine, prompts[:1], 10)[0]

@@ -1,5 +1,6 @@
 """A corpus of bad HTTP requests against a real `deepscaler serve`, on both engines: each gets its 4xx with
-an OpenAI-style error body, and the server answers a good request right after (issue 18)."""
+an OpenAI-style error body, and the server answers a good request right after (issue 18). The vLLM server,
+slow to start, also checks here that streams arrive token by token on that engine (issue 20)."""
 
 from __future__ import annotations
 
@@ -200,6 +201,25 @@ def test_a_body_shorter_than_its_length_times_out(server):
 
 
 @pytest.mark.slow  # starts a server of its own on the built-in engine
+def test_a_stream_arrives_token_by_token(server):
+    # Before: the vLLM engine had no on_token, so the batcher ran it whole and the stream came in 3 events at the end.
+    body = {**OK, "prompt": "The sum of the angles of a triangle is", "max_tokens": 24, "temperature": 0}
+    reply = httpx.post(f"{server['base_url']}/completions", json=body, headers=HEADERS, timeout=60).json()
+    tokens = reply["usage"]["completion_tokens"]
+    arrivals, text = [], ""
+    with httpx.stream("POST", f"{server['base_url']}/completions", json={**body, "stream": True}, headers=HEADERS,
+                      timeout=60) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data: {"):
+                piece = json.loads(line[6:])["choices"][0]["text"]
+                if piece:
+                    arrivals.append(time.monotonic())
+                    text += piece
+    assert text == reply["choices"][0]["text"]
+    assert tokens > 8 and len(arrivals) >= tokens - 1
+    assert arrivals[0] < arrivals[-1]  # pieces came as they were made, not all at once when the call ended
+
+
 def test_sigterm_with_work_in_flight_exits_promptly(server, tiny_folder):
     if server["engine"] == "builtin":  # the session's server must live on: stop one of our own
         with running_server(tiny_folder, "builtin") as own:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import queue
 import threading
 import time
@@ -23,6 +24,8 @@ from typing import Any
 
 from deepscaler.inference.outputs import CompletionOutput
 from deepscaler.inference.params import SamplingParams
+
+logger = logging.getLogger(__name__)
 
 TokenCallback = Callable[[int, int], None]  # (completion index, token id)
 
@@ -43,6 +46,9 @@ class Batcher:
         self.engine, self.max_batch, self.wait_seconds = engine, max_batch, wait_seconds
         self.stall_seconds = stall_seconds
         self.streams_tokens = "on_token" in inspect.signature(engine.generate).parameters
+        if not self.streams_tokens:
+            logger.warning("the %s engine cannot stream tokens: streamed responses arrive whole, at the end",
+                           getattr(engine, "name", type(engine).__name__))
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._pending = 0  # jobs submitted and not yet resolved
         self._in_engine = False  # inside engine.generate (possibly for jobs whose clients gave up)

@@ -15,7 +15,8 @@ import os
 import random
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -181,7 +182,7 @@ class VLLMEngine:
     def _text(self, tokens: list[int]) -> str:
         return self._llm.get_tokenizer().decode(tokens, skip_special_tokens=True)
 
-    def _to_vllm(self, params: SamplingParams) -> Any:
+    def _to_vllm(self, params: SamplingParams, **options: Any) -> Any:
         return self._vllm.SamplingParams(
             # vLLM refuses n > 1 when greedy; the n copies are identical anyway, so `generate` repeats one.
             n=1 if params.greedy else params.n,
@@ -194,37 +195,88 @@ class VLLMEngine:
             stop_token_ids=list(params.stop_token_ids),
             logprobs=params.logprobs,
             ignore_eos=params.ignore_eos,
+            **options,
         )
 
     def generate(
-        self, prompts: Sequence[list[int]], params: Sequence[SamplingParams], use_tqdm: bool = False
+        self,
+        prompts: Sequence[list[int]],
+        params: Sequence[SamplingParams],
+        use_tqdm: bool = False,
+        on_token: Callable[[int, int, int], None] | None = None,
     ) -> list[list[CompletionOutput]]:
-        """Sample params[i].n completions for each tokenised prompt, in one vLLM batch."""
+        """Sample params[i].n completions for each tokenised prompt, in one vLLM batch.
+
+        on_token(request, index, token_id), if given, is called for every sampled token as the engine produces
+        it (for streaming), as in the built-in engine; without it, the call goes through `vllm.LLM.generate`.
+        """
         if len(prompts) != len(params):
             raise ValueError(f"got {len(prompts)} prompts but {len(params)} sampling params")
         if not prompts:
             return []
         llm = self._require_awake(SLEEP_TAGS)
         try:
-            results = llm.generate(
-                [{"prompt_token_ids": list(ids)} for ids in prompts],
-                [self._to_vllm(p) for p in params],
-                use_tqdm=use_tqdm,
-            )
+            if on_token is None:
+                results = [
+                    result.outputs
+                    for result in llm.generate(
+                        [{"prompt_token_ids": list(ids)} for ids in prompts],
+                        [self._to_vllm(p) for p in params],
+                        use_tqdm=use_tqdm,
+                    )
+                ]
+            else:
+                results = self._streamed(llm.llm_engine, prompts, params, on_token)
         except BaseException:
             # vLLM leaves the requests of a failed step in its scheduler (in vLLM 0.32 a seed a torch.Generator
-            # refuses fails in the model runner), and every later generate then spins on them forever.
+            # refuses fails in the model runner), and every later generate then spins on them forever; a
+            # streamed call stopped by its callback leaves all of its requests there.
             _abort_unfinished(llm.llm_engine)
             raise
         batches = []
-        for result, p in zip(results, params, strict=True):
-            ordered = sorted(result.outputs, key=lambda c: c.index)
+        for outputs, p in zip(results, params, strict=True):
+            ordered = sorted(outputs, key=lambda c: c.index)
             completions = [_completion(c, p.logprobs is not None, self._text) for c in ordered]
             if p.greedy:
                 first = completions[0]
                 completions = [dataclasses.replace(copy.deepcopy(first), index=i) for i in range(p.n)]
             batches.append(completions)
         return batches
+
+    def _streamed(
+        self,
+        engine: Any,
+        prompts: Sequence[list[int]],
+        params: Sequence[SamplingParams],
+        on_token: Callable[[int, int, int], None],
+    ) -> list[list[Any]]:
+        """vLLM's completions for each prompt, stepping the engine by hand to pass on tokens as they come.
+
+        Cumulative outputs (each step repeats a completion's tokens so far) keep the last one identical to
+        what `vllm.LLM.generate` returns; the tokens past those already passed on are the new ones.
+        """
+        from vllm.sampling_params import RequestOutputKind
+
+        call = uuid.uuid4().hex[:12]
+        for request, (ids, p) in enumerate(zip(prompts, params, strict=True)):
+            vllm_params = self._to_vllm(p, output_kind=RequestOutputKind.CUMULATIVE)
+            engine.add_request(f"{call}-{request}", {"prompt_token_ids": list(ids)}, vllm_params)
+        latest: list[dict[int, Any]] = [{} for _ in prompts]
+        passed_on: dict[tuple[int, int], int] = {}  # tokens already given to on_token, by (request, index)
+        while engine.has_unfinished_requests():
+            for output in engine.step():
+                request = int(output.request_id.rsplit("-", 1)[1])
+                # Greedy requests run once in vLLM (see _to_vllm); each of their n completions gets the tokens.
+                copies = params[request].n if params[request].greedy else 1
+                for completion in output.outputs:
+                    key = (request, completion.index)
+                    tokens = list(completion.token_ids)
+                    for token in tokens[passed_on.get(key, 0) :]:
+                        for index in range(completion.index, completion.index + copies):
+                            on_token(request, index, token)
+                    passed_on[key] = len(tokens)
+                    latest[request][completion.index] = completion
+        return [list(outputs.values()) for outputs in latest]
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Load new weights (Hugging Face names, every parameter of the model) into the running engine.
