@@ -30,7 +30,9 @@ def test_training_and_evaluation_render_the_same_prompt(tmp_path, system_prompt)
     problems = [p for p in load("amc2023", data_dir=SHARED) if p.problem != p.problem.strip()][:1]
     problems += load("olympiadbench", data_dir=SHARED, limit=1)
     with LLM(model=str(make_tiny_model(tmp_path / "tiny", preset="tiny", seed=0)), engine="builtin") as llm:
-        training, dropped = render_prompts(problems, llm.get_tokenizer(), PROMPT_TEMPLATE, system_prompt, 10_000)
+        data = DataConfig(system_prompt=system_prompt)  # the trainer's defaults, as `deepscaler train` reads them
+        training, dropped = render_prompts(problems, llm.get_tokenizer(), data.prompt_template, data.system_prompt,
+                                           10_000)
         settings = EvalSettings(system_prompt=system_prompt)
         outputs = llm.chat([messages_for(p, settings) for p in problems], SamplingParams(max_tokens=1),
                            use_tqdm=False)

@@ -105,12 +105,13 @@ def evaluate(llm: Any, problems: Sequence[Problem], samples: int = 8, temperatur
     """
     from deepscaler.eval.metrics import pass_at_k
     from deepscaler.inference import SamplingParams
+    from deepscaler.prompting import conversation
     from deepscaler.reward import extract_answer, math_reward
 
     params = [SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, n=samples,
                              seed=seed * 1_000_003 + index) for index in range(len(problems))]
     started = time.perf_counter()
-    outputs = llm.chat([[{"role": "user", "content": user_prompt(p)}] for p in problems], params, use_tqdm=False)
+    outputs = llm.chat([conversation(p["problem"]) for p in problems], params, use_tqdm=False)
     generate_time = time.perf_counter() - started
     rows = []
     for problem, output in zip(problems, outputs):
