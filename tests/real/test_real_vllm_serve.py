@@ -1,5 +1,5 @@
-"""One vLLM server on the real model (vLLM starts slowly: its checks share it): streaming, and greedy answers
-identical to the built-in engine's."""
+"""One vLLM server on the real model (vLLM starts slowly: its checks share it): streaming token by token on both
+engines, and greedy answers identical to the built-in engine's."""
 
 from __future__ import annotations
 
@@ -59,9 +59,9 @@ def streamed_contents(base_url: str) -> list[str]:
     return contents
 
 
-def test_streamed_chat_ends_in_done(vllm_server: str) -> None:
-    # vLLM's engine here hands the server each answer whole: one content event for this short answer.
-    assert "".join(streamed_contents(vllm_server)) == BUILTIN_GREEDY["What is 12+30?"]
+def test_the_vllm_server_streams_token_by_token(vllm_server: str) -> None:
+    contents = streamed_contents(vllm_server)
+    assert len(contents) >= 5 and "".join(contents) == BUILTIN_GREEDY["What is 12+30?"]
 
 
 def test_the_builtin_server_streams_token_by_token(hub_env: dict) -> None:
