@@ -1,0 +1,155 @@
+"""The real-model recipe: a short SFT warm start on GSM8K solutions, GRPO stages on GSM8K problems, and held-out
+pass@1 before and after RL with a paired 95% interval (as `deepscaler compare` reports it).
+
+A YAML config with a top-level `recipe:` section selects it (configs/smollm2-gsm8k.yaml); everything else in the
+file is an ordinary TrainConfig for the GRPO part, so `model.path=...`, `stages.0.max_steps=...` and
+`recipe.sft.lr=...` all work as overrides. GSM8K's test set is the only GSM8K here: gsm8k_data.py splits it by a
+hash of each problem into a held-out part (evaluation only) and a disjoint part whose first problems are the SFT
+examples and whose rest are the RL problems.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepscaler.recipes.sft import SFTConfig
+from deepscaler.trainer.config import TrainConfig
+
+
+@dataclass
+class GSM8KRecipeConfig:
+    source: str = "gsm8k"  # a benchmark name or a JSON/JSONL file with `problem` and `solution` (GSM8K's '####')
+    heldout_share: float = 0.23  # about 300 of the 1319 test problems
+    max_solution_steps: int | None = None  # keep only problems GSM8K solves in at most this many lines (all sides)
+    sft_examples: int = 200  # training-side problems whose solutions the warm start learns; RL gets the rest
+    sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=1.0, batch_size=8, lr=2e-5, warmup_steps=3,
+                                                             progress=False))
+    eval_samples: int = 4  # samples per held-out problem (pass@1 is their mean)
+    eval_problems: int | None = None  # first N held-out problems (None: all)
+    eval_base: bool = False  # also evaluate the model before the warm start
+
+
+@dataclass
+class GSM8KRunConfig(TrainConfig):
+    recipe: GSM8KRecipeConfig = field(default_factory=GSM8KRecipeConfig)
+
+
+def is_recipe_config(path: Path) -> bool:
+    """Whether a YAML config selects this recipe (a top-level `recipe:` section)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False  # load_config reports what is wrong with it
+    return isinstance(data, dict) and "recipe" in data
+
+
+def split_configs(run: GSM8KRunConfig) -> tuple[GSM8KRecipeConfig, TrainConfig]:
+    from deepscaler.config import from_dict, to_dict
+
+    data = to_dict(run)
+    recipe = data.pop("recipe")
+    return from_dict(GSM8KRecipeConfig, recipe, path="recipe"), from_dict(TrainConfig, data)
+
+
+def prepare_data(recipe: GSM8KRecipeConfig, data_dir: Path) -> tuple[list[dict], list[dict], list[dict]]:
+    """(SFT rows, RL rows, held-out rows); the RL and held-out files are written to data_dir."""
+    from deepscaler.eval.benchmarks import resolve
+    from deepscaler.recipes.gsm8k_data import split_rows
+
+    rows = json.loads(resolve(recipe.source).read_text(encoding="utf-8")) if not str(recipe.source).endswith(
+        ".jsonl") else [json.loads(line) for line in resolve(recipe.source).read_text().splitlines() if line.strip()]
+    train, heldout = split_rows(rows, recipe.heldout_share)
+    if recipe.max_solution_steps is not None:
+        train = [r for r in train if r["steps"] <= recipe.max_solution_steps]
+        heldout = [r for r in heldout if r["steps"] <= recipe.max_solution_steps]
+    heldout = heldout[: recipe.eval_problems]
+    sft_rows, rl_rows = train[: recipe.sft_examples], train[recipe.sft_examples :]
+    if not rl_rows or not heldout:
+        raise ValueError(f"{recipe.source}: {len(rl_rows)} RL and {len(heldout)} held-out problems left after the "
+                         "split; lower recipe.sft_examples or raise recipe.max_solution_steps")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name, chosen in (("train", rl_rows), ("heldout", heldout)):
+        with (data_dir / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
+            for row in chosen:
+                handle.write(json.dumps({"id": row["id"], "problem": row["problem"], "answer": row["answer"]}) + "\n")
+    return sft_rows, rl_rows, heldout
+
+
+def run_gsm8k(run: GSM8KRunConfig, log: Any = print) -> dict[str, Any]:
+    """Warm start, evaluate, GRPO (evaluating after each stage), compare; returns summary.json's content."""
+    from dataclasses import replace
+
+    from deepscaler.config import save_config
+    from deepscaler.eval.compare import compare_runs
+    from deepscaler.inference.hub import resolve_model
+    from deepscaler.recipes.embedded import evaluate_llm, evaluate_model
+    from deepscaler.recipes.gsm8k_data import boxed_solution
+    from deepscaler.recipes.sft import run_sft
+    from deepscaler.trainer.loop import Trainer
+
+    started = time.perf_counter()
+    recipe, train = split_configs(run)
+    out = Path(train.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(run, out / "recipe_config.yaml")
+    sft_rows, rl_rows, heldout = prepare_data(recipe, out / "data")
+    log(f"GSM8K split: {len(sft_rows)} SFT, {len(rl_rows)} RL, {len(heldout)} held-out problems")
+    base = resolve_model(train.model.path, train.model.revision)
+    timings: dict[str, float] = {}
+    evaluations: dict[str, dict[str, float]] = {}
+    train = replace(train, data=replace(train.data, train_files=[str(out / "data" / "train.jsonl")],
+                                        val_files=[str(out / "data" / "heldout.jsonl")]))
+    samples = recipe.eval_samples
+    if recipe.eval_base:
+        clock = time.perf_counter()
+        evaluations["base"] = evaluate_model(base, train, out / "eval" / "base", log, samples)
+        timings["eval_base"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    examples = [(train.data.prompt_template.format(problem=r["problem"]), boxed_solution(r["solution"]))
+                for r in sft_rows]
+    sft_dir = out / "sft"
+    sft = run_sft(base, sft_dir, examples, recipe.sft)
+    timings["sft"] = time.perf_counter() - clock
+    log(f"SFT: {sft['steps']} steps on {sft['examples']} examples, loss {sft['first_loss']:.3f} -> "
+        f"{sft['final_loss']:.3f} ({timings['sft']:.0f}s)")
+    clock = time.perf_counter()
+    evaluations["sft"] = evaluate_model(sft_dir, train, out / "eval" / "sft", log, samples)
+    timings["eval_sft"] = time.perf_counter() - clock
+
+    train = replace(train, model=replace(train.model, path=str(sft_dir)), out_dir=str(out / "rl"))
+    Path(train.out_dir).mkdir(parents=True, exist_ok=True)
+    save_config(train, out / "train_config.yaml")
+    rl_started = time.perf_counter()
+
+    def on_stage_end(trainer: Any, stage: Any) -> None:
+        clock = time.perf_counter()
+        evaluations[stage.name] = evaluate_llm(trainer.llm, Path(train.data.val_files[0]), train,
+                                               out / "eval" / stage.name, log, samples)
+        timings[f"eval_{stage.name}"] = time.perf_counter() - clock
+
+    from deepscaler.recipes.embedded import progress_printer
+
+    trainer = Trainer(train, progress=progress_printer(log), on_stage_end=on_stage_end)
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+    last = train.stages[-1].name
+    timings["rl"] = time.perf_counter() - rl_started - sum(timings[f"eval_{s.name}"] for s in train.stages)
+    evaluations["final"] = evaluations[last]
+    [gain] = compare_runs(out / "eval" / "sft", out / "eval" / last)
+    summary = {"eval": evaluations, "gain": gain, "split": {"sft": len(sft_rows), "rl": len(rl_rows),
+                                                            "heldout": len(heldout)},
+               "sft": {k: sft[k] for k in ("steps", "examples", "first_loss", "final_loss")},
+               "timings": timings, "wall_seconds": time.perf_counter() - started, "run_dir": str(out)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log(f"held-out pass@1 {gain['a']:.3f} (SFT) -> {gain['b']:.3f} (RL): {gain['delta']:+.3f}, 95% CI "
+        f"[{gain['ci_low']:+.3f}, {gain['ci_high']:+.3f}] over {gain['problems']} problems, "
+        f"{summary['wall_seconds'] / 60:.1f} minutes")
+    return summary
