@@ -95,8 +95,8 @@ def run_embedded(out_dir: str | Path = "runs/embedded", overrides: list[str] | N
     from deepscaler.trainer.loop import Trainer
 
     def on_stage_end(trainer: Any, stage: StageConfig) -> None:
-        evaluations[stage.name] = evaluate_llm(trainer.llm, data_dir / "heldout.jsonl", config, out / "eval" / stage.name,
-                                               log)
+        evaluations[stage.name] = evaluate_llm(trainer.llm, data_dir / "heldout.jsonl", config,
+                                               out / "eval" / stage.name, log)
 
     trainer = Trainer(config, progress=progress_printer(log), on_stage_end=on_stage_end)
     try:
