@@ -65,6 +65,9 @@ def test_recipe_runs_end_to_end_on_a_tiny_model(tmp_path):
     assert split["sft"] == 8 and split["sft"] + split["rl"] + split["heldout"] == 24
     assert summary["sft"]["steps"] == 1
     assert set(summary["eval"]) == {"base", "sft", "rl", "final"}
+    assert list(summary["phases"]) == ["eval_base", "sft", "eval_sft", "rl_rl", "eval_rl", "close"]
+    assert all(phase["wall"] >= 0 and phase["cpu"] >= 0 for phase in summary["phases"].values())
+    assert summary["cpu_seconds"] > 0 and 0 < summary["wall_seconds"] < 300
     gain = summary["gain"]
     assert gain["problems"] == split["heldout"]
     assert gain["delta"] == pytest.approx(summary["eval"]["rl"]["pass@1"] - summary["eval"]["sft"]["pass@1"])

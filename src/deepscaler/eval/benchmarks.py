@@ -72,7 +72,7 @@ def resolve(name: str, data_dir: str | Path | None = None) -> Path:
 def load(name: str, data_dir: str | Path | None = None, limit: int | None = None) -> list[Problem]:
     """Load a benchmark by name or path; every row must have a problem and a gradable answer."""
     path = resolve(name, data_dir)
-    rows = _read_rows(path)
+    rows = read_rows(path)
     problems = [_to_problem(row, index, path) for index, row in enumerate(rows)]
     ids = [problem.id for problem in problems]
     if len(set(ids)) != len(ids):
@@ -80,7 +80,8 @@ def load(name: str, data_dir: str | Path | None = None, limit: int | None = None
     return problems[:limit] if limit else problems
 
 
-def _read_rows(path: Path) -> list[dict]:
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a JSON array, JSONL or Parquet file, unchecked."""
     try:
         if path.suffix == ".parquet":
             import pyarrow.parquet as pq  # optional: only Parquet inputs need it

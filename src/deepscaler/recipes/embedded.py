@@ -160,10 +160,11 @@ def evaluate_llm(llm: Any, heldout_file: Path, config: TrainConfig, out: Path, l
     longest = max(config.stages, key=lambda s: s.max_response_tokens)
     settings = replace(_eval_settings(config, longest, samples), benchmarks=[str(heldout_file)])
     summary = run_eval(llm, settings, out, model={"name": out.name}, workers=2, show=False)
-    keys = ("pass@1", "pass@2", "pass@4", "pass@8", "maj@8", "mean_length", "truncation_rate")
+    keys = ("pass@1", "pass@2", "pass@4", "pass@8", "maj@8", f"maj@{samples}", "mean_length", "truncation_rate")
     result = {key: float(summary[key]) for key in keys if summary.get(key) is not None}
     result["worked_rate"] = worked_rate(out / "samples.jsonl")
-    log(f"held-out after {out.name}: pass@1 {result['pass@1']:.3f}, pass@8 {result.get('pass@8', float('nan')):.3f}, "
+    log(f"held-out after {out.name}: pass@1 {result['pass@1']:.3f}, "
+        f"pass@{samples} {result.get(f'pass@{samples}', float('nan')):.3f}, "
         f"worked {result['worked_rate']:.0%}")
     return result
 

@@ -59,12 +59,10 @@ def split_configs(run: GSM8KRunConfig) -> tuple[GSM8KRecipeConfig, TrainConfig]:
 
 def prepare_data(recipe: GSM8KRecipeConfig, data_dir: Path) -> tuple[list[dict], list[dict], list[dict]]:
     """(SFT rows, RL rows, held-out rows); the RL and held-out files are written to data_dir."""
-    from deepscaler.eval.benchmarks import resolve
+    from deepscaler.eval.benchmarks import read_rows, resolve
     from deepscaler.recipes.gsm8k_data import split_rows
 
-    rows = json.loads(resolve(recipe.source).read_text(encoding="utf-8")) if not str(recipe.source).endswith(
-        ".jsonl") else [json.loads(line) for line in resolve(recipe.source).read_text().splitlines() if line.strip()]
-    train, heldout = split_rows(rows, recipe.heldout_share)
+    train, heldout = split_rows(read_rows(resolve(recipe.source)), recipe.heldout_share)
     if recipe.max_solution_steps is not None:
         train = [r for r in train if r["steps"] <= recipe.max_solution_steps]
         heldout = [r for r in heldout if r["steps"] <= recipe.max_solution_steps]
@@ -79,6 +77,29 @@ def prepare_data(recipe: GSM8KRecipeConfig, data_dir: Path) -> tuple[list[dict],
             for row in chosen:
                 handle.write(json.dumps({"id": row["id"], "problem": row["problem"], "answer": row["answer"]}) + "\n")
     return sft_rows, rl_rows, heldout
+
+
+class PhaseClock:
+    """Wall and CPU seconds per phase; CPU includes finished child processes (the rollout engine's workers), so on
+    a shared machine CPU time says what the work cost where wall time says how long it waited too."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, dict[str, float]] = {}
+        self._name, self._wall, self._cpu = "", 0.0, 0.0
+
+    @staticmethod
+    def _now() -> tuple[float, float]:
+        import os
+
+        times = os.times()
+        return time.perf_counter(), times.user + times.system + times.children_user + times.children_system
+
+    def start(self, name: str) -> None:
+        self._name, (self._wall, self._cpu) = name, self._now()
+
+    def stop(self) -> None:
+        wall, cpu = self._now()
+        self.phases[self._name] = {"wall": round(wall - self._wall, 1), "cpu": round(cpu - self._cpu, 1)}
 
 
 def run_gsm8k(run: GSM8KRunConfig, log: Any = print) -> dict[str, Any]:
@@ -101,53 +122,57 @@ def run_gsm8k(run: GSM8KRunConfig, log: Any = print) -> dict[str, Any]:
     sft_rows, rl_rows, heldout = prepare_data(recipe, out / "data")
     log(f"GSM8K split: {len(sft_rows)} SFT, {len(rl_rows)} RL, {len(heldout)} held-out problems")
     base = resolve_model(train.model.path, train.model.revision)
-    timings: dict[str, float] = {}
+    clock = PhaseClock()
     evaluations: dict[str, dict[str, float]] = {}
     train = replace(train, data=replace(train.data, train_files=[str(out / "data" / "train.jsonl")],
                                         val_files=[str(out / "data" / "heldout.jsonl")]))
     samples = recipe.eval_samples
     if recipe.eval_base:
-        clock = time.perf_counter()
+        clock.start("eval_base")
         evaluations["base"] = evaluate_model(base, train, out / "eval" / "base", log, samples)
-        timings["eval_base"] = time.perf_counter() - clock
-    clock = time.perf_counter()
+        clock.stop()
+    clock.start("sft")
     examples = [(train.data.prompt_template.format(problem=r["problem"]), boxed_solution(r["solution"]))
                 for r in sft_rows]
     sft_dir = out / "sft"
     sft = run_sft(base, sft_dir, examples, recipe.sft)
-    timings["sft"] = time.perf_counter() - clock
+    clock.stop()
     log(f"SFT: {sft['steps']} steps on {sft['examples']} examples, loss {sft['first_loss']:.3f} -> "
-        f"{sft['final_loss']:.3f} ({timings['sft']:.0f}s)")
-    clock = time.perf_counter()
+        f"{sft['final_loss']:.3f} ({clock.phases['sft']['wall']:.0f}s)")
+    clock.start("eval_sft")
     evaluations["sft"] = evaluate_model(sft_dir, train, out / "eval" / "sft", log, samples)
-    timings["eval_sft"] = time.perf_counter() - clock
+    clock.stop()
 
     train = replace(train, model=replace(train.model, path=str(sft_dir)), out_dir=str(out / "rl"))
     Path(train.out_dir).mkdir(parents=True, exist_ok=True)
     save_config(train, out / "train_config.yaml")
-    rl_started = time.perf_counter()
 
     def on_stage_end(trainer: Any, stage: Any) -> None:
-        clock = time.perf_counter()
+        clock.stop()
+        clock.start(f"eval_{stage.name}")
         evaluations[stage.name] = evaluate_llm(trainer.llm, Path(train.data.val_files[0]), train,
                                                out / "eval" / stage.name, log, samples)
-        timings[f"eval_{stage.name}"] = time.perf_counter() - clock
+        clock.stop()
+        following = train.stages[train.stages.index(stage) + 1 :]
+        clock.start(f"rl_{following[0].name}" if following else "close")
 
     from deepscaler.recipes.embedded import progress_printer
 
+    clock.start(f"rl_{train.stages[0].name}")
     trainer = Trainer(train, progress=progress_printer(log), on_stage_end=on_stage_end)
     try:
         trainer.train()
     finally:
         trainer.close()
     last = train.stages[-1].name
-    timings["rl"] = time.perf_counter() - rl_started - sum(timings[f"eval_{s.name}"] for s in train.stages)
+    clock.stop()
     evaluations["final"] = evaluations[last]
     [gain] = compare_runs(out / "eval" / "sft", out / "eval" / last)
     summary = {"eval": evaluations, "gain": gain, "split": {"sft": len(sft_rows), "rl": len(rl_rows),
                                                             "heldout": len(heldout)},
                "sft": {k: sft[k] for k in ("steps", "examples", "first_loss", "final_loss")},
-               "timings": timings, "wall_seconds": time.perf_counter() - started, "run_dir": str(out)}
+               "phases": clock.phases, "wall_seconds": time.perf_counter() - started,
+               "cpu_seconds": sum(phase["cpu"] for phase in clock.phases.values()), "run_dir": str(out)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     log(f"held-out pass@1 {gain['a']:.3f} (SFT) -> {gain['b']:.3f} (RL): {gain['delta']:+.3f}, 95% CI "
         f"[{gain['ci_low']:+.3f}, {gain['ci_high']:+.3f}] over {gain['problems']} problems, "

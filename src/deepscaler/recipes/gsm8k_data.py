@@ -45,6 +45,9 @@ def split_rows(rows: Sequence[dict], heldout_share: float) -> tuple[list[dict], 
     """(training rows, held-out rows), each as {id, problem, answer, solution, steps}, in file order."""
     train, heldout = [], []
     for index, row in enumerate(rows):
+        if not isinstance(row, dict) or not isinstance(row.get("problem"), str) or not isinstance(
+                row.get("solution"), str):
+            raise ValueError(f"row {index + 1}: GSM8K rows need `problem` and `solution` text")
         record = {"id": f"gsm8k-{index}", "problem": row["problem"], "answer": final_answer(row["solution"]),
                   "solution": row["solution"], "steps": step_count(row["solution"])}
         (heldout if is_heldout(row["problem"], heldout_share) else train).append(record)
