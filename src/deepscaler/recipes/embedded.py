@@ -144,10 +144,11 @@ def _eval_settings(config: TrainConfig, stage: StageConfig, samples: int = 8):
                         prompt_template=config.data.prompt_template)
 
 
-def evaluate_model(model_dir: Path, config: TrainConfig, out: Path, log: Any, samples: int = 8) -> dict[str, float]:
+def evaluate_model(model_dir: Path, config: TrainConfig, out: Path, log: Any, samples: int = 8,
+                   engine_options: dict[str, Any] | None = None) -> dict[str, float]:
     from deepscaler.inference import LLM
 
-    with LLM(model=str(model_dir), engine="builtin", seed=config.seed) as llm:
+    with LLM(model=str(model_dir), engine="builtin", seed=config.seed, **(engine_options or {})) as llm:
         return evaluate_llm(llm, Path(config.data.val_files[0]), config, out, log, samples)
 
 

@@ -113,6 +113,7 @@ def run_gsm8k(run: GSM8KRunConfig, log: Any = print) -> dict[str, Any]:
     from deepscaler.recipes.gsm8k_data import boxed_solution
     from deepscaler.recipes.sft import run_sft
     from deepscaler.trainer.loop import Trainer
+    from deepscaler.trainer.rollout import engine_options
 
     started = time.perf_counter()
     recipe, train = split_configs(run)
@@ -127,9 +128,11 @@ def run_gsm8k(run: GSM8KRunConfig, log: Any = print) -> dict[str, Any]:
     train = replace(train, data=replace(train.data, train_files=[str(out / "data" / "train.jsonl")],
                                         val_files=[str(out / "data" / "heldout.jsonl")]))
     samples = recipe.eval_samples
+    # The evaluations before RL run on the rollout engine's settings (--threads among them), as those after it do.
+    options = engine_options(train, world_size=1) if train.rollout.engine == "builtin" else {}
     if recipe.eval_base:
         clock.start("eval_base")
-        evaluations["base"] = evaluate_model(base, train, out / "eval" / "base", log, samples)
+        evaluations["base"] = evaluate_model(base, train, out / "eval" / "base", log, samples, options)
         clock.stop()
     clock.start("sft")
     examples = [(train.data.prompt_template.format(problem=r["problem"]), boxed_solution(r["solution"]))
@@ -140,7 +143,7 @@ def run_gsm8k(run: GSM8KRunConfig, log: Any = print) -> dict[str, Any]:
     log(f"SFT: {sft['steps']} steps on {sft['examples']} examples, loss {sft['first_loss']:.3f} -> "
         f"{sft['final_loss']:.3f} ({clock.phases['sft']['wall']:.0f}s)")
     clock.start("eval_sft")
-    evaluations["sft"] = evaluate_model(sft_dir, train, out / "eval" / "sft", log, samples)
+    evaluations["sft"] = evaluate_model(sft_dir, train, out / "eval" / "sft", log, samples, options)
     clock.stop()
 
     train = replace(train, model=replace(train.model, path=str(sft_dir)), out_dir=str(out / "rl"))
