@@ -52,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--resume continues the run in its own folder: drop --out / out_dir=")
     if not args.config and not args.resume and not any(o.startswith("model.path=") for o in overrides):
         return _embedded(args, overrides)
+    if args.config and not args.resume:
+        from deepscaler.recipes.gsm8k import is_recipe_config
+
+        if is_recipe_config(args.config):
+            return _recipe(args, overrides)
     if args.resume:
         config_path = args.resume / "config.yaml"
         if not config_path.is_file():
@@ -197,3 +202,28 @@ def _print_summary(summary: dict, out: Path) -> None:
     sft, final = summary["eval"]["sft"]["pass@1"], summary["eval"]["final"]["pass@1"]
     console.print(f"pass@1 {sft:.3f} -> {final:.3f} ({final - sft:+.3f}) in {summary['wall_seconds'] / 60:.1f} "
                   f"minutes. Report: {out / 'report.md'}; plots: {out / 'plots'}; summary: {out / 'summary.json'}")
+
+
+def _recipe(args: argparse.Namespace, overrides: list[str]) -> int:
+    """A config with a `recipe:` section: SFT warm start, GRPO stages and held-out evaluation (recipes/gsm8k.py)."""
+    from deepscaler.config import ConfigError, load_config
+    from deepscaler.eval.benchmarks import BenchmarkError
+    from deepscaler.inference.hub import ModelNotFoundError
+    from deepscaler.recipes.gsm8k import GSM8KRunConfig, run_gsm8k
+
+    if args.out:
+        overrides.append(f"out_dir={args.out}")
+    try:
+        run = load_config(GSM8KRunConfig, args.config, overrides)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+    out = Path(run.out_dir)
+    _claim_run_folder(out / "rl", args.overwrite, f"{out} holds an earlier run of this recipe: give --overwrite to "
+                      "replace it, or another --out")
+    if args.overwrite:  # else its evaluations would resume from the earlier run's samples
+        shutil.rmtree(out / "eval", ignore_errors=True)
+    try:
+        run_gsm8k(run)
+    except (ConfigError, ModelNotFoundError, BenchmarkError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    return 0

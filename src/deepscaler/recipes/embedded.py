@@ -92,14 +92,14 @@ def run_embedded(out_dir: str | Path = "runs/embedded", overrides: list[str] | N
     save_config(config, out / "train_config.yaml")
 
     evaluations: dict[str, dict[str, float]] = {}
-    evaluations["sft"] = _evaluate_model(sft_dir, heldout, config, config.stages[0], out / "eval" / "sft", log)
+    evaluations["sft"] = evaluate_model(sft_dir, config, out / "eval" / "sft", log)
     from deepscaler.trainer.loop import Trainer
 
     def on_stage_end(trainer: Any, stage: StageConfig) -> None:
-        evaluations[stage.name] = _evaluate_llm(trainer.llm, data_dir / "heldout.jsonl", config, stage,
-                                                out / "eval" / stage.name, log)
+        evaluations[stage.name] = evaluate_llm(trainer.llm, data_dir / "heldout.jsonl", config,
+                                               out / "eval" / stage.name, log)
 
-    trainer = Trainer(config, progress=_progress(log), on_stage_end=on_stage_end)
+    trainer = Trainer(config, progress=progress_printer(log), on_stage_end=on_stage_end)
     try:
         trainer.train()
     finally:
@@ -145,27 +145,28 @@ def _eval_settings(config: TrainConfig, stage: StageConfig, samples: int = 8):
                         prompt_template=config.data.prompt_template)
 
 
-def _evaluate_model(model_dir: Path, heldout: list[dict], config: TrainConfig, stage: StageConfig, out: Path,
-                    log: Any) -> dict[str, float]:
+def evaluate_model(model_dir: Path, config: TrainConfig, out: Path, log: Any, samples: int = 8,
+                   engine_options: dict[str, Any] | None = None) -> dict[str, float]:
     from deepscaler.inference import LLM
 
-    with LLM(model=str(model_dir), engine="builtin", seed=config.seed) as llm:
-        return _evaluate_llm(llm, Path(config.data.val_files[0]), config, stage, out, log)
+    with LLM(model=str(model_dir), engine="builtin", seed=config.seed, **(engine_options or {})) as llm:
+        return evaluate_llm(llm, Path(config.data.val_files[0]), config, out, log, samples)
 
 
-def _evaluate_llm(llm: Any, heldout_file: Path, config: TrainConfig, stage: StageConfig, out: Path,
-                  log: Any) -> dict[str, float]:
+def evaluate_llm(llm: Any, heldout_file: Path, config: TrainConfig, out: Path, log: Any,
+                 samples: int = 8) -> dict[str, float]:
     """Held-out pass@1 / pass@k through deepscaler.eval (the code real benchmarks use), at the longest
     budget of the run so that every model is measured alike."""
     from deepscaler.eval.generate import run_eval
 
     longest = max(config.stages, key=lambda s: s.max_response_tokens)
-    settings = replace(_eval_settings(config, longest), benchmarks=[str(heldout_file)])
+    settings = replace(_eval_settings(config, longest, samples), benchmarks=[str(heldout_file)])
     summary = run_eval(llm, settings, out, model={"name": out.name}, workers=2, show=False)
-    keys = ("pass@1", "pass@2", "pass@4", "pass@8", "maj@8", "mean_length", "truncation_rate")
+    keys = ("pass@1", "pass@2", "pass@4", "pass@8", "maj@8", f"maj@{samples}", "mean_length", "truncation_rate")
     result = {key: float(summary[key]) for key in keys if summary.get(key) is not None}
     result["worked_rate"] = worked_rate(out / "samples.jsonl")
-    log(f"held-out after {out.name}: pass@1 {result['pass@1']:.3f}, pass@8 {result.get('pass@8', float('nan')):.3f}, "
+    log(f"held-out after {out.name}: pass@1 {result['pass@1']:.3f}, "
+        f"pass@{samples} {result.get(f'pass@{samples}', float('nan')):.3f}, "
         f"worked {result['worked_rate']:.0%}")
     return result
 
@@ -179,7 +180,7 @@ def worked_rate(samples_file: Path) -> float:
     return sum(is_worked(record.response) for record in records) / max(1, len(records))
 
 
-def _progress(log: Any):
+def progress_printer(log: Any):
     def show(metrics: dict) -> None:
         log(f"step {metrics['step']:>3} [{metrics['stage/name']}, budget {metrics['stage/max_response_tokens']}] "
             f"accuracy {metrics['accuracy']:.3f} length {metrics['response_length/mean']:.0f} "
