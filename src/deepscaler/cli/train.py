@@ -207,7 +207,7 @@ def _print_summary(summary: dict, out: Path) -> None:
 def _recipe(args: argparse.Namespace, overrides: list[str]) -> int:
     """A config with a `recipe:` section: SFT warm start, GRPO stages and held-out evaluation (recipes/gsm8k.py)."""
     from deepscaler.config import ConfigError, load_config
-    from deepscaler.eval.benchmarks import BenchmarkError
+    from deepscaler.data.problems import ProblemFileError
     from deepscaler.inference.hub import ModelNotFoundError
     from deepscaler.recipes.gsm8k import GSM8KRunConfig, run_gsm8k
 
@@ -224,6 +224,6 @@ def _recipe(args: argparse.Namespace, overrides: list[str]) -> int:
         shutil.rmtree(out / "eval", ignore_errors=True)
     try:
         run_gsm8k(run)
-    except (ConfigError, ModelNotFoundError, BenchmarkError, ValueError) as error:
+    except (ConfigError, ModelNotFoundError, ProblemFileError, ValueError) as error:
         raise UsageError(str(error)) from None
     return 0
