@@ -11,13 +11,14 @@ smollm2_gguf() finds that file without importing the package, whose own imports 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from deepscaler.files import sha256_file
 
 GGUF_MAGIC = b"GGUF"
 SOURCE_FILE = "gguf_source.json"
@@ -53,13 +54,6 @@ def check_gguf(file: Path) -> None:
             raise GgufImportError(f"{file} is not a GGUF file (it does not start with the bytes 'GGUF')")
 
 
-def file_sha256(file: Path) -> str:
-    digest = hashlib.sha256()
-    with open(file, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 def imported_from(folder: Path) -> str | None:
     """The sha256 of the GGUF that `folder` was imported from, or None for any other folder."""
@@ -73,7 +67,7 @@ def import_gguf(file: Path, out: Path, replace: bool = False) -> tuple[Path, boo
     """Convert GGUF `file` into the model folder `out`; returns (out, whether it converted). A folder already
     imported from the same file is kept as it is; one holding anything else is refused unless `replace`."""
     check_gguf(file)
-    sha256 = file_sha256(file)
+    sha256 = sha256_file(file)
     if imported_from(out) == sha256:
         return out, False
     if out.exists() and any(out.iterdir()) and not replace:

@@ -13,6 +13,8 @@ import os
 import shutil
 from pathlib import Path
 
+from deepscaler.files import sha256_file
+
 # What transformers and vLLM load from a model repository: configs, tokenizer files (JSON, vocabularies, merges,
 # sentencepiece and tiktoken models, chat templates) and safetensors weights. Left out: other copies of the
 # weights (PyTorch .bin, TensorFlow, Flax, ONNX), code (*.py: remote code is not run here), READMEs and images.
@@ -92,7 +94,7 @@ def commit_of(folder: Path) -> str:
     give the same hash, as on the hub (40 hex digits, the form the client expects of a snapshot's name)."""
     digest = hashlib.sha1()
     for file in sorted(p for p in folder.iterdir() if p.is_file()):
-        digest.update(f"{file.name}\0{_sha256(file)}\n".encode())
+        digest.update(f"{file.name}\0{sha256_file(file)}\n".encode())
     return digest.hexdigest()
 
 
@@ -111,7 +113,7 @@ def add_to_hub_cache(folder: Path, repo_id: str, hub_cache: Path, commit: str | 
     (repo / "blobs").mkdir(parents=True, exist_ok=True)
     snapshot.mkdir(parents=True, exist_ok=True)
     for file in sorted(p for p in folder.iterdir() if p.is_file()):
-        blob = repo / "blobs" / _sha256(file)
+        blob = repo / "blobs" / sha256_file(file)
         if not blob.exists():
             _link_or_copy(file, blob)
         link = snapshot / file.name
@@ -133,11 +135,3 @@ def _link_or_copy(source: Path, target: Path) -> None:
     except OSError:
         shutil.copyfile(source, partial)
     os.replace(partial, target)
-
-
-def _sha256(file: Path) -> str:
-    digest = hashlib.sha256()
-    with open(file, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
