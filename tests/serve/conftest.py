@@ -19,13 +19,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(folder: Path, engine: str = "builtin", *extra: str) -> Iterator[dict]:
-    """`deepscaler serve` on `folder` as a real subprocess on a real socket, API key "secret", name "tiny"."""
+def running_server(folder: Path | str, engine: str = "builtin", *extra: str, env: dict | None = None) -> Iterator[dict]:
+    """`deepscaler serve` on `folder` (or a hub id) as a real subprocess on a real socket, API key "secret", name
+    "tiny"."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "deepscaler.cli", "serve", "--model", str(folder), "--engine", engine,
          "--port", str(port), "--api-key", "secret", "--served-model-name", "tiny", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(env or os.environ),
     )
     base = f"http://127.0.0.1:{port}"
     try:
