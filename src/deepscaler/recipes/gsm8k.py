@@ -110,7 +110,9 @@ def run_gsm8k(run: GSM8KRunConfig, log: Any = print) -> dict[str, Any]:
 
     from deepscaler.config import save_config
     from deepscaler.eval.compare import compare_runs
+    from deepscaler.files import write_json_atomic
     from deepscaler.inference.hub import resolve_model
+    from deepscaler.prompting import user_turn
     from deepscaler.recipes.embedded import evaluate_llm, evaluate_model
     from deepscaler.recipes.gsm8k_data import boxed_solution
     from deepscaler.recipes.sft import run_sft
@@ -137,7 +139,7 @@ def run_gsm8k(run: GSM8KRunConfig, log: Any = print) -> dict[str, Any]:
         evaluations["base"] = evaluate_model(base, train, out / "eval" / "base", log, samples, options)
         clock.stop()
     clock.start("sft")
-    examples = [(train.data.prompt_template.format(problem=r["problem"]), boxed_solution(r["solution"]))
+    examples = [(user_turn(r["problem"], train.data.prompt_template), boxed_solution(r["solution"]))
                 for r in sft_rows]
     sft_dir = out / "sft"
     sft = run_sft(base, sft_dir, examples, recipe.sft)
@@ -178,7 +180,7 @@ def run_gsm8k(run: GSM8KRunConfig, log: Any = print) -> dict[str, Any]:
                "sft": {k: sft[k] for k in ("steps", "examples", "first_loss", "final_loss")},
                "phases": clock.phases, "wall_seconds": time.perf_counter() - started,
                "cpu_seconds": sum(phase["cpu"] for phase in clock.phases.values()), "run_dir": str(out)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json_atomic(out / "summary.json", summary)
     log(f"held-out pass@1 {gain['a']:.3f} (SFT) -> {gain['b']:.3f} (RL): {gain['delta']:+.3f}, 95% CI "
         f"[{gain['ci_low']:+.3f}, {gain['ci_high']:+.3f}] over {gain['problems']} problems, "
         f"{summary['wall_seconds'] / 60:.1f} minutes")
