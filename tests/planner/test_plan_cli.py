@@ -79,3 +79,13 @@ def test_train_check_passes_the_recipe_on_eight_80gb_gpus_and_is_off_without_cud
     replicated = load_config(TrainConfig, RECIPE, ["distributed.strategy=ddp"])
     assert "NO" in startup.memory_refusal(replicated, 8, 24 * GIB)
     assert startup.gpu_target() is None  # this machine has no CUDA: training on it is never checked
+
+
+def test_a_recipe_config_is_planned_by_its_grpo_part(tmp_path):
+    from deepscaler.inference import make_tiny_model
+
+    folder = make_tiny_model(tmp_path / "tiny", preset="tiny", seed=0)
+    result = plan("--config", "configs/smollm2-gsm8k.yaml", f"model.path={folder}", "--gpus", "1",
+                  "--gpu-memory-gb", "16", "--json")
+    assert result.returncode == 0, result.stderr
+    assert [s["name"] for s in json.loads(result.stdout.splitlines()[-1])["stages"]] == ["rl"]

@@ -12,7 +12,10 @@ CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_load(path):
-    config = load_config(TrainConfig, path)
+    # A config with a `recipe:` section is a whole recipe's (recipes/gsm8k.py), as `deepscaler train` reads it.
+    from deepscaler.recipes.gsm8k import GSM8KRunConfig, is_recipe_config
+
+    config = load_config(GSM8KRunConfig if is_recipe_config(path) else TrainConfig, path)
     assert config.stages
 
 

@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from deepscaler.planner.architecture import UnknownArchitecture, model_dims
     from deepscaler.planner.plan import knobs_from_config, plan_stages, suggestions
     from deepscaler.planner.report import as_json, table
+    from deepscaler.recipes.gsm8k import GSM8KRunConfig, is_recipe_config, split_configs
     from deepscaler.trainer.config import TrainConfig
 
     if args.gpus < 1:
@@ -39,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
     if args.check_tokens <= 32:
         raise UsageError(f"--check-tokens must be more than 32, got {args.check_tokens}")
     try:
-        config = load_config(TrainConfig, args.config, args.overrides)
+        if args.config and is_recipe_config(args.config):  # a whole recipe's config: its GRPO part is what a GPU must hold
+            _, config = split_configs(load_config(GSM8KRunConfig, args.config, args.overrides))
+        else:
+            config = load_config(TrainConfig, args.config, args.overrides)
     except ConfigError as error:
         raise UsageError(str(error)) from None
     if not config.model.path:
