@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if args.check_tokens <= 32:
         raise UsageError(f"--check-tokens must be more than 32, got {args.check_tokens}")
     try:
-        if args.config and is_recipe_config(args.config):  # a whole recipe's config: its GRPO part is what a GPU must hold
+        if args.config and is_recipe_config(args.config):  # a whole recipe: its GRPO part is what a GPU holds
             _, config = split_configs(load_config(GSM8KRunConfig, args.config, args.overrides))
         else:
             config = load_config(TrainConfig, args.config, args.overrides)
