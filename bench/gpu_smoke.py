@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> None:
                           f"{torch.cuda.max_memory_reserved() / 2**30:.1f} GiB reserved" if on_gpu else "no GPU")
                 print(f"step {metrics['step']}: {seconds:.1f} s ({split}), {memory}, mean response "
                       f"{metrics['response_length/mean']:.0f} tokens, rollout log-prob gap "
-                      f"{metrics['rollout/logprob_gap']:.1e}", flush=True)
+                      f"{metrics.get('rollout/logprob_gap', float('nan')):.1e}", flush=True)
         finally:
             trainer.close()
 

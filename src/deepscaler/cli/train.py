@@ -158,9 +158,10 @@ def _check_memory(config) -> None:
 
 def _printer():
     def show(metrics: dict) -> None:
+        gap = metrics.get("rollout/logprob_gap")  # absent when the update computed no sample
         print(f"step {metrics['step']:>4} stage {metrics['stage/name']:>4} reward {metrics['reward/mean']:.3f} "
               f"len {metrics['response_length/mean']:.0f} trunc {metrics['truncation_ratio']:.2f} "
-              f"gap {metrics['rollout/logprob_gap']:.1e} {metrics['time/step']:.1f}s", flush=True)
+              f"gap {'-' if gap is None else f'{gap:.1e}'} {metrics['time/step']:.1f}s", flush=True)
 
     return show
 

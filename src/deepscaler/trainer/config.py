@@ -114,6 +114,10 @@ class OptimConfig:
     # Real (prompt + response) tokens per micro-batch, packed into one row without padding and balanced across
     # micro-batches; a sequence longer than this gets a micro-batch of its own (trainer/sequences.py).
     micro_batch_tokens: int = 16384
+    # With kl_coef and entropy_coef at 0, a sample of advantage 0 (every sample of a group that all solved or all
+    # failed) adds exactly nothing to the gradient: leave it out of the update's forward and backward. The update is
+    # the same up to float rounding; actor/* metrics then cover the samples computed.
+    skip_zero_advantage: bool = True
     max_bad_steps: int = 3  # consecutive non-finite losses or grad norms before aborting
 
 

@@ -229,10 +229,12 @@ class Trainer:
         # 8. Metrics, summed over ranks where they are counts.
         lengths = [len(s.response) for s in samples]
         truncated = [float(s.truncated) for s in samples]
+        gap, gap_tokens = update.pop("logprob_gap_sum", 0.0), update.pop("logprob_gap_tokens_sum", 0.0)
+        if not single_update:  # the separate old-log-prob pass covered every sample
+            gap, gap_tokens = _logprob_gap_sum(samples), sum(lengths)
         totals = dist.all_reduce_sum({
             "n": len(samples), "correct": sum(accuracy), "reward": sum(s.reward for s in samples),
-            "length": sum(lengths), "truncated": sum(truncated),
-            "gap": update.pop("logprob_gap_sum", None) or _logprob_gap_sum(samples),
+            "length": sum(lengths), "truncated": sum(truncated), "gap": gap, "gap_tokens": gap_tokens,
             "tokens": sum(lengths) + sum(len(s.prompt) for s in samples),
         })
         n = max(totals["n"], 1)
@@ -248,11 +250,12 @@ class Trainer:
             "truncation_ratio": totals["truncated"] / n,
             "groups/solve_none": adv_metrics.get("groups/solve_none", 0.0),
             "groups/solve_all": adv_metrics.get("groups/solve_all", 0.0),
-            "rollout/logprob_gap": totals["gap"] / max(totals["length"], 1),
             "tokens_per_second": totals["tokens"] / elapsed, "time/step": elapsed,
             **{f"time/{k}": v for k, v in times.items()}, **score_stats,
             **{f"actor/{k}": v for k, v in update.items()},
         }
+        if totals["gap_tokens"]:  # not measured when the update left every sample out (all advantages 0)
+            metrics["rollout/logprob_gap"] = totals["gap"] / totals["gap_tokens"]
         if self.progress is not None:
             self.progress(metrics)
         return metrics

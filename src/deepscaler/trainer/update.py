@@ -72,6 +72,10 @@ def _optimizer_step(
 ) -> dict[str, float]:
     algo = config.algorithm
     norms = dist.all_reduce_sum(loss_normalizers(_loss_mask(samples, algo.mask_truncated)))  # across ranks
+    # The normalisers count every sample; those that add no gradient are then left out of the passes below.
+    computed = [s for s in samples if not _adds_no_gradient(s, config)]
+    measured = norms if not _may_skip(config) else dist.all_reduce_sum(
+        loss_normalizers(_loss_mask(computed, algo.mask_truncated)))
     # DDP and FSDP average gradients over ranks; the loss is normalised by global counts, so undo the average.
     scale = float(dist.world_size())
     optimizer.zero_grad(set_to_none=True)
@@ -81,18 +85,21 @@ def _optimizer_step(
     # parameters in every forward and backward): with several ranks each spreads its samples over as many
     # micro-batches as the busiest rank needs. Which samples share a micro-batch leaves the loss unchanged: it is
     # normalised by the mini-batch's global counts above.
-    share, micro = plan_micro_batches(model, samples, config.optim.micro_batch_tokens,
+    share, micro = plan_micro_batches(model, computed, config.optim.micro_batch_tokens,
                                       lockstep=dist.world_size() > 1)
-    count = dist.all_reduce_max(len(micro))
+    micro = [batch for batch in micro if batch]
+    # With nothing to compute on any rank, one empty pass still gives every parameter its (zero) gradient, so the
+    # optimizer step moves the weights as a full pass would have (momentum, weight decay).
+    count = max(dist.all_reduce_max(len(micro)), 1)
     for k in range(count):
         with dist.accumulation_context(model, last=k == count - 1):
             if k >= len(micro):
                 _zero_backward(model, pad_id)
                 continue
-            metrics, tokens = _micro_step(model, [samples[i] for i in micro[k]], config, norms, max_response_tokens,
+            metrics, tokens = _micro_step(model, [computed[i] for i in micro[k]], config, norms, max_response_tokens,
                                           pad_id, temperature, scale, share)
         for key, value in metrics.items():
-            sums[key] += value if key.endswith("_sum") else value * tokens / max(norms["global_tokens"], 1)
+            sums[key] += value if key.endswith("_sum") else value * tokens / max(measured["global_tokens"], 1)
     grad_norm = _clip_gradients(model, config.optim.grad_clip)
     finite = math.isfinite(grad_norm) and all(math.isfinite(v) for v in sums.values())
     if dist.world_size() > 1:
@@ -100,7 +107,18 @@ def _optimizer_step(
     if finite:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return {**sums, "grad_norm": grad_norm, "bad_steps": 0.0 if finite else 1.0}
+    skipped = (len(samples) - len(computed)) / max(len(samples), 1)
+    return {**sums, "grad_norm": grad_norm, "bad_steps": 0.0 if finite else 1.0, "skipped_samples": skipped}
+
+
+def _may_skip(config: TrainConfig) -> bool:
+    """Whether a zero advantage means a zero gradient: the loss is then the surrogate alone, −A·r per token."""
+    algo = config.algorithm
+    return config.optim.skip_zero_advantage and not algo.kl_coef and not algo.entropy_coef
+
+
+def _adds_no_gradient(sample: Sample, config: TrainConfig) -> bool:
+    return _may_skip(config) and sample.advantage == 0.0
 
 
 def _micro_step(
@@ -132,6 +150,7 @@ def _micro_step(
     (loss * scale).backward()
     if on_policy:  # the engine-vs-trainer gap, measured here since no separate old-log-prob pass ran
         metrics["logprob_gap_sum"] = float(((batch["rollout_logp"] - old_logp).abs() * batch["mask"]).sum())
+        metrics["logprob_gap_tokens_sum"] = float(batch["mask"].sum())
     return metrics, float(mask.sum())
 
 
