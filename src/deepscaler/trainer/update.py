@@ -73,9 +73,9 @@ def _optimizer_step(
     algo = config.algorithm
     norms = dist.all_reduce_sum(loss_normalizers(_loss_mask(samples, algo.mask_truncated)))  # across ranks
     # The normalisers count every sample; those that add no gradient are then left out of the passes below.
-    computed = [s for s in samples if not _adds_no_gradient(s, config)]
-    measured = norms if not _may_skip(config) else dist.all_reduce_sum(
-        loss_normalizers(_loss_mask(computed, algo.mask_truncated)))
+    skip = _may_skip(config)
+    computed = [s for s in samples if not (skip and s.advantage == 0.0)]
+    measured = dist.all_reduce_sum(loss_normalizers(_loss_mask(computed, algo.mask_truncated))) if skip else norms
     # DDP and FSDP average gradients over ranks; the loss is normalised by global counts, so undo the average.
     scale = float(dist.world_size())
     optimizer.zero_grad(set_to_none=True)
@@ -115,10 +115,6 @@ def _may_skip(config: TrainConfig) -> bool:
     """Whether a zero advantage means a zero gradient: the loss is then the surrogate alone, −A·r per token."""
     algo = config.algorithm
     return config.optim.skip_zero_advantage and not algo.kl_coef and not algo.entropy_coef
-
-
-def _adds_no_gradient(sample: Sample, config: TrainConfig) -> bool:
-    return _may_skip(config) and sample.advantage == 0.0
 
 
 def _micro_step(
