@@ -75,6 +75,9 @@ def test_recipe_runs_end_to_end_on_a_tiny_model(tmp_path):
     for name in ("base", "sft", "rl"):
         samples = (out / "eval" / name / "samples.jsonl").read_text().splitlines()
         assert len(samples) == 2 * split["heldout"]
+        # A chunk holds 192 sequences (96 problems x 2 samples), so continuous batching stays full.
+        settings = json.loads((out / "eval" / name / "config.json").read_text())["settings"]
+        assert settings["problems_per_chunk"] == 96
     metrics = [json.loads(line) for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics if "accuracy" in m] == [1]
     assert (out / "sft" / "model.safetensors").is_file()

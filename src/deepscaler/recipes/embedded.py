@@ -146,21 +146,25 @@ def _eval_settings(config: TrainConfig, stage: StageConfig, samples: int = 8):
 
 
 def evaluate_model(model_dir: Path, config: TrainConfig, out: Path, log: Any, samples: int = 8,
-                   engine_options: dict[str, Any] | None = None) -> dict[str, float]:
+                   engine_options: dict[str, Any] | None = None, problems_per_chunk: int | None = None
+                   ) -> dict[str, float]:
     from deepscaler.inference import LLM
 
     with LLM(model=str(model_dir), engine="builtin", seed=config.seed, **(engine_options or {})) as llm:
-        return evaluate_llm(llm, Path(config.data.val_files[0]), config, out, log, samples)
+        return evaluate_llm(llm, Path(config.data.val_files[0]), config, out, log, samples, problems_per_chunk)
 
 
 def evaluate_llm(llm: Any, heldout_file: Path, config: TrainConfig, out: Path, log: Any,
-                 samples: int = 8) -> dict[str, float]:
+                 samples: int = 8, problems_per_chunk: int | None = None) -> dict[str, float]:
     """Held-out pass@1 / pass@k through deepscaler.eval (the code real benchmarks use), at the longest
-    budget of the run so that every model is measured alike."""
+    budget of the run so that every model is measured alike. problems_per_chunk: problems per generate call
+    (None: the eval default)."""
     from deepscaler.eval.generate import run_eval
 
     longest = max(config.stages, key=lambda s: s.max_response_tokens)
     settings = replace(_eval_settings(config, longest, samples), benchmarks=[str(heldout_file)])
+    if problems_per_chunk is not None:
+        settings = replace(settings, problems_per_chunk=problems_per_chunk)
     summary = run_eval(llm, settings, out, model={"name": out.name}, workers=2, show=False)
     keys = ("pass@1", "pass@2", "pass@4", "pass@8", "maj@8", f"maj@{samples}", "mean_length", "truncation_rate")
     result = {key: float(summary[key]) for key in keys if summary.get(key) is not None}

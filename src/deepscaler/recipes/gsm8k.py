@@ -132,11 +132,14 @@ def run_gsm8k(run: GSM8KRunConfig, log: Any = print) -> dict[str, Any]:
     train = replace(train, data=replace(train.data, train_files=[str(out / "data" / "train.jsonl")],
                                         val_files=[str(out / "data" / "heldout.jsonl")]))
     samples = recipe.eval_samples
+    # Continuous batching keeps every KV slot busy only while a call has work queued: chunks of ~192 sequences
+    # evaluated the SFT model 1.65x faster than the default 8 problems (bench/bench_eval_chunks.py).
+    chunk = max(8, -(-192 // samples))
     # The evaluations before RL run on the rollout engine's settings (--threads among them), as those after it do.
     options = engine_options(train, world_size=1) if train.rollout.engine == "builtin" else {}
     if recipe.eval_base:
         clock.start("eval_base")
-        evaluations["base"] = evaluate_model(base, train, out / "eval" / "base", log, samples, options)
+        evaluations["base"] = evaluate_model(base, train, out / "eval" / "base", log, samples, options, chunk)
         clock.stop()
     clock.start("sft")
     examples = [(user_turn(r["problem"], train.data.prompt_template), boxed_solution(r["solution"]))
@@ -147,7 +150,7 @@ def run_gsm8k(run: GSM8KRunConfig, log: Any = print) -> dict[str, Any]:
     log(f"SFT: {sft['steps']} steps on {sft['examples']} examples, loss {sft['first_loss']:.3f} -> "
         f"{sft['final_loss']:.3f} ({clock.phases['sft']['wall']:.0f}s)")
     clock.start("eval_sft")
-    evaluations["sft"] = evaluate_model(sft_dir, train, out / "eval" / "sft", log, samples, options)
+    evaluations["sft"] = evaluate_model(sft_dir, train, out / "eval" / "sft", log, samples, options, chunk)
     clock.stop()
 
     train = replace(train, model=replace(train.model, path=str(sft_dir)), out_dir=str(out / "rl"))
@@ -158,7 +161,7 @@ def run_gsm8k(run: GSM8KRunConfig, log: Any = print) -> dict[str, Any]:
         clock.stop()
         clock.start(f"eval_{stage.name}")
         evaluations[stage.name] = evaluate_llm(trainer.llm, Path(train.data.val_files[0]), train,
-                                               out / "eval" / stage.name, log, samples)
+                                               out / "eval" / stage.name, log, samples, chunk)
         clock.stop()
         following = train.stages[train.stages.index(stage) + 1 :]
         clock.start(f"rl_{following[0].name}" if following else "close")
