@@ -13,7 +13,9 @@ from deepscaler.recipes.sft import (
     IGNORE,
     SFTConfig,
     collate,
+    cpu_has_native_bf16,
     encode_examples,
+    has_native_bf16,
     lr_at,
     plan_batches,
     response_loss,
@@ -88,6 +90,22 @@ def test_learning_rate_warms_up_then_decays_to_the_floor():
     assert lr_at(9, 100, config) == pytest.approx(1e-3)
     assert lr_at(55, 100, config) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
     assert lr_at(100, 100, config) == pytest.approx(1e-4)
+
+
+def test_native_bfloat16_is_read_from_the_cpu_flags():
+    assert has_native_bf16("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n")
+    assert has_native_bf16("flags\t\t: fpu avx2 amx_bf16 amx_tile\n")
+    assert not has_native_bf16("flags\t\t: fpu sse2 avx2 fma\n")
+    # A flag's name elsewhere (a bug note, a model name) is not a flag.
+    assert not has_native_bf16("bugs\t\t: avx512_bf16\nflags\t\t: avx2\n")
+
+
+def test_the_embedded_default_computes_in_bfloat16_only_where_the_cpu_has_it(tmp_path: Path):
+    from deepscaler.recipes.embedded import default_train_config
+
+    # Emulated bfloat16 made the embedded default's GRPO update ~30x slower on an AVX2-only CPU.
+    expected = "bfloat16" if cpu_has_native_bf16() else "float32"
+    assert default_train_config(tmp_path).model.dtype == expected
 
 
 def test_sft_learns_and_saves_a_model_the_llm_loads(base_model: Path, tmp_path: Path):

@@ -122,16 +122,21 @@ def _use_bf16(setting: str) -> bool:
         raise ValueError(f"bf16 must be 'auto', 'on' or 'off', got {setting!r}")
     if setting == "auto":
         # Without native bfloat16 (AVX512-BF16 / AMX) autocast emulates it and is slower than float32.
-        return _cpu_has_bf16()
+        return cpu_has_native_bf16()
     return setting == "on"
 
 
-def _cpu_has_bf16() -> bool:
+def has_native_bf16(cpuinfo: str) -> bool:
+    """Whether /proc/cpuinfo's text names a bfloat16 instruction set (AVX512-BF16 or AMX-BF16)."""
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_has_native_bf16() -> bool:
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        return has_native_bf16(Path("/proc/cpuinfo").read_text())
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def lr_at(step: int, total: int, config: SFTConfig) -> float:
