@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from deepscaler.cpu import cpu_has_native_bf16, has_native_bf16
 from deepscaler.recipes.curriculum import generate_problems
 from deepscaler.recipes.sft import (
     IGNORE,
     SFTConfig,
     collate,
-    cpu_has_native_bf16,
     encode_examples,
-    has_native_bf16,
     lr_at,
     plan_batches,
     response_loss,

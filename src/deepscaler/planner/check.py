@@ -33,8 +33,19 @@ def check_setup(config: TrainConfig) -> Setup:
                  checkpointing=config.model.gradient_checkpointing, reference="none", device="cpu")
 
 
+def check_dtype(config_dtype: str, native_bf16: bool) -> str:
+    """The compute dtype the check measures and predicts: the config's, except bfloat16 on a CPU without it natively,
+    where float32 stands in (emulated bfloat16 products kept the recipe's check running past 8 minutes on an AVX2
+    CPU, against 1.5 in float32; the memory model covers both)."""
+    return "float32" if config_dtype == "bfloat16" and not native_bf16 else config_dtype
+
+
 def run_check(dims: ModelDims, config: TrainConfig, tokens: int, timeout: float = 1800) -> dict:
     """Measure in a fresh process and predict; the "check" object of `deepscaler plan --json`."""
+    from deepscaler.cpu import cpu_has_native_bf16
+
+    config = dataclasses.replace(config, model=dataclasses.replace(
+        config.model, dtype=check_dtype(config.model.dtype, cpu_has_native_bf16())))
     spec = {"dims": dataclasses.asdict(dims), "tokens": tokens,
             "model": dataclasses.asdict(config.model), "algorithm": dataclasses.asdict(config.algorithm),
             "optim": dataclasses.asdict(config.optim), "temperature": config.rollout.temperature}

@@ -37,7 +37,7 @@ def default_train_config(out_dir: Path) -> TrainConfig:
     about 70 tokens at difficulty 1 and up to about 235 at 5: the first budget (160 tokens) cuts off
     the two hardest levels, the second (208) the hardest, the third (256) none, so length and
     truncation answer each switch as RL makes the model work more problems out."""
-    from deepscaler.recipes.sft import cpu_has_native_bf16
+    from deepscaler.cpu import cpu_has_native_bf16
 
     return TrainConfig(
         # Autocast to bfloat16 where Stage 0's SFT does: only on a CPU that has it natively. Emulated, it made each

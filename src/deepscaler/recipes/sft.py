@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from deepscaler.algorithms import lm_head_logprobs
+from deepscaler.cpu import cpu_has_native_bf16
 from deepscaler.trainer.sequences import model_forward
 
 IGNORE = -100
@@ -124,19 +125,6 @@ def _use_bf16(setting: str) -> bool:
         # Without native bfloat16 (AVX512-BF16 / AMX) autocast emulates it and is slower than float32.
         return cpu_has_native_bf16()
     return setting == "on"
-
-
-def has_native_bf16(cpuinfo: str) -> bool:
-    """Whether /proc/cpuinfo's text names a bfloat16 instruction set (AVX512-BF16 or AMX-BF16)."""
-    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
-
-
-def cpu_has_native_bf16() -> bool:
-    try:
-        return has_native_bf16(Path("/proc/cpuinfo").read_text())
-    except OSError:
-        return False
 
 
 def lr_at(step: int, total: int, config: SFTConfig) -> float:
