@@ -102,7 +102,7 @@ def test_native_bfloat16_is_read_from_the_cpu_flags():
 def test_the_embedded_default_computes_in_bfloat16_only_where_the_cpu_has_it(tmp_path: Path):
     from deepscaler.recipes.embedded import default_train_config
 
-    # Emulated bfloat16 made the embedded default's GRPO update ~30x slower on an AVX2-only CPU.
+    # Emulated bfloat16 made the embedded default's GRPO update ~25x slower on an AVX2-only CPU.
     expected = "bfloat16" if cpu_has_native_bf16() else "float32"
     assert default_train_config(tmp_path).model.dtype == expected
 
